@@ -1,0 +1,55 @@
+"""jaxrnn: recurrent neural networks (SimpleRNN, LSTM, GRU) as pure JAX functions.
+
+Cells are pure steps ``(params, carry, x) -> (carry, y)`` over NamedTuple
+parameters in the Keras layout; ``unroll`` drives any step over a sequence with
+``lax.scan``; ``simple_rnn``/``lstm``/``gru`` are Keras-semantics layers; and
+``stacked``/``bidirectional`` compose them.
+"""
+
+from ._activations import ACTIVATIONS as ACTIVATIONS
+from ._compose import BidirectionalParams as BidirectionalParams
+from ._compose import bidirectional as bidirectional
+from ._compose import stacked as stacked
+from ._dropout import DropoutMasks as DropoutMasks
+from ._dropout import make_dropout_masks as make_dropout_masks
+from ._gru import GRUParams as GRUParams
+from ._gru import gru_step as gru_step
+from ._gru import init_gru as init_gru
+from ._layers import gru as gru
+from ._layers import lstm as lstm
+from ._layers import simple_rnn as simple_rnn
+from ._lstm import LSTMParams as LSTMParams
+from ._lstm import LSTMState as LSTMState
+from ._lstm import init_lstm as init_lstm
+from ._lstm import lstm_step as lstm_step
+from ._simple_rnn import RNNParams as RNNParams
+from ._simple_rnn import init_rnn as init_rnn
+from ._simple_rnn import rnn_step as rnn_step
+from ._state import zero_state as zero_state
+from ._unroll import unroll as unroll
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVATIONS",
+    "BidirectionalParams",
+    "DropoutMasks",
+    "GRUParams",
+    "LSTMParams",
+    "LSTMState",
+    "RNNParams",
+    "bidirectional",
+    "gru",
+    "gru_step",
+    "init_gru",
+    "init_lstm",
+    "init_rnn",
+    "lstm",
+    "lstm_step",
+    "make_dropout_masks",
+    "rnn_step",
+    "simple_rnn",
+    "stacked",
+    "unroll",
+    "zero_state",
+]

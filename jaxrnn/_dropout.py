@@ -1,0 +1,90 @@
+"""Variational (Keras-style) dropout masks and the masked gate matmul.
+
+Keras draws one dropout mask per call and reuses it at every time step
+(Gal & Ghahramani's variational dropout). For ``dropout`` alone the input mask
+is shared by all gates; once ``recurrent_dropout`` is non-zero Keras switches to
+one mask per gate, for the inputs and for the recurrent state alike. jaxrnn
+draws the same structure, so a Keras layer given these masks computes exactly
+what jaxrnn computes (tested by injecting them into Keras).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class DropoutMasks(NamedTuple):
+    """Masks fixed across time, already scaled by ``1 / (1 - rate)``."""
+
+    input: jax.Array | None  # (B, I) shared, or (B, G, I) one per gate
+    recurrent: jax.Array | None  # (B, G, H), one per gate
+
+
+def check_rate(rate: float, where: str, arg: str) -> None:
+    if not (0.0 <= float(rate) < 1.0):
+        raise ValueError(
+            f"{where}: {arg}={rate!r} is outside [0, 1). It is the fraction of units "
+            f"dropped, e.g. {arg}=0.2."
+        )
+
+
+def _mask(key: jax.Array, rate: float, shape: tuple[int, ...], dtype) -> jax.Array:
+    keep = 1.0 - rate
+    return jax.random.bernoulli(key, keep, shape).astype(dtype) / jnp.asarray(keep, dtype)
+
+
+def make_dropout_masks(
+    key: jax.Array | None,
+    batch_shape: tuple[int, ...],
+    input_size: int,
+    hidden_size: int,
+    num_gates: int,
+    *,
+    dropout: float = 0.0,
+    recurrent_dropout: float = 0.0,
+    dtype=jnp.float32,
+) -> DropoutMasks:
+    """Draw Keras-structured variational dropout masks.
+
+    Returns ``DropoutMasks(None, None)`` when ``key`` is None or both rates are
+    zero (inference: dropout off). The input mask is ``(*batch, I)`` when
+    ``recurrent_dropout == 0`` and ``(*batch, G, I)`` otherwise; the recurrent
+    mask is ``(*batch, G, H)``.
+
+    Example:
+        >>> m = make_dropout_masks(jax.random.key(0), (2,), 3, 4, 4, dropout=0.5)
+        >>> m.input.shape, m.recurrent
+        ((2, 3), None)
+    """
+    if key is None or (dropout == 0 and recurrent_dropout == 0):
+        return DropoutMasks(None, None)
+    k_in, k_rec = jax.random.split(key)
+    per_gate = recurrent_dropout > 0
+    inp = rec = None
+    if dropout > 0:
+        shape = (*batch_shape, num_gates, input_size) if per_gate else (*batch_shape, input_size)
+        inp = _mask(k_in, dropout, shape, dtype)
+    if recurrent_dropout > 0:
+        rec = _mask(k_rec, recurrent_dropout, (*batch_shape, num_gates, hidden_size), dtype)
+    return DropoutMasks(inp, rec)
+
+
+def masked_matmul(v: jax.Array, w: jax.Array, mask: jax.Array | None, num_gates: int) -> jax.Array:
+    """``v @ w`` with an optional dropout mask on ``v``.
+
+    ``mask`` of ``v``'s shape is shared by all gates; a mask of shape
+    ``(..., G, D)`` gives gate ``g`` the input ``v * mask[..., g, :]``, so the
+    result is ``concat_g((v * mask_g) @ w[:, g*H:(g+1)*H])``.
+    """
+    if mask is None:
+        return v @ w
+    if mask.ndim == v.ndim:
+        return (v * mask) @ w
+    d, gh = w.shape
+    hidden = gh // num_gates
+    vg = v[..., None, :] * mask  # (..., G, D)
+    out = jnp.einsum("...gd,dgh->...gh", vg, w.reshape(d, num_gates, hidden))
+    return out.reshape(*out.shape[:-2], gh)

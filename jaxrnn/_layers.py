@@ -1,0 +1,352 @@
+"""Layer functions with Keras semantics: ``simple_rnn``, ``lstm``, ``gru``.
+
+Each runs its cell over a ``(batch, time, features)`` array and returns what
+the Keras layer of the same name returns for the same weights.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._activations import get_activation
+from ._checks import check_hidden, check_input, check_params, dtype_of, is_float, shape_of
+from ._dropout import check_rate, make_dropout_masks
+from ._gru import gru_step
+from ._lstm import LSTMState, lstm_step
+from ._simple_rnn import rnn_step
+from ._state import last_hidden, zero_state
+from ._unroll import check_unroll, sequence_mask
+from ._unroll import unroll as scan_unroll
+
+_GATES = {rnn_step: 1, lstm_step: 4, gru_step: 3}
+
+
+def check_sequence(x: Any, where: str, *, time_major: bool) -> tuple[int, int]:
+    """Validate a 3-D sequence; return ``(batch, time)``."""
+    layout = "(time, batch, features)" if time_major else "(batch, time, features)"
+    if not hasattr(x, "shape"):
+        raise TypeError(f"{where}: x must be an array {layout}, got {type(x).__name__}.")
+    if np.ndim(x) != 3:
+        hint = ""
+        if np.ndim(x) == 2:
+            hint = (
+                " A 2-D input usually comes from a previous recurrent layer that returned "
+                "only its last output: give that layer return_sequences=True. For a single "
+                "sequence, add a batch axis with x[None]."
+            )
+        elif np.ndim(x) == 1:
+            hint = " Reshape a univariate series to (batch, time, 1), e.g. x.reshape(1, -1, 1)."
+        elif np.ndim(x) > 3:
+            hint = " For extra batch axes, reshape them into one or use jax.vmap."
+        raise ValueError(
+            f"{where}: x must be 3-D {layout}, got x.shape={shape_of(x)} ({np.ndim(x)}-D).{hint}"
+        )
+    if not is_float(x):
+        raise TypeError(
+            f"{where}: x has dtype {dtype_of(x)}, but recurrent layers need floating-point "
+            "inputs. Convert with x.astype(jnp.float32) (token ids need an embedding or "
+            "jax.nn.one_hot first)."
+        )
+    b, t = shape_of(x)[:2]
+    return (t, b) if time_major else (b, t)
+
+
+def check_state(state: Any, is_lstm: bool, batch: int, hidden: int, dtype, where: str) -> None:
+    """Validate an ``initial_state`` against the layer's batch and hidden sizes."""
+    arg = "initial_state"
+    if is_lstm:
+        if not isinstance(state, LSTMState):
+            raise TypeError(
+                f"{where}: {arg} must be jaxrnn.LSTMState(h, c), got {type(state).__name__}. "
+                "Wrap Keras' [h, c] as LSTMState(h=h, c=c) (Flax's carry is (c, h): swap it)."
+            )
+        parts = [("h", state.h), ("c", state.c)]
+    else:
+        if isinstance(state, (tuple, list)):
+            raise TypeError(
+                f"{where}: {arg} must be one array h of shape ({batch}, {hidden}), got a "
+                f"{type(state).__name__} of {len(state)}. Pass the array itself."
+            )
+        parts = [("", state)]
+    for name, part in parts:
+        label = f"{arg}.{name}" if name else arg
+        check_hidden(part, hidden, dtype, where, label)
+        if shape_of(part) != (batch, hidden):
+            raise ValueError(
+                f"{where}: {label}.shape={shape_of(part)}, expected (batch, hidden) = "
+                f"({batch}, {hidden})."
+            )
+
+
+def run_layer(
+    where: str,
+    step: Callable,
+    step_kwargs: dict,
+    params: Any,
+    x: jax.Array,
+    *,
+    initial_state: Any,
+    return_sequences: bool,
+    return_state: bool,
+    go_backwards: bool,
+    seq_lengths: Any,
+    mask: Any,
+    time_major: bool,
+    unroll: int | bool,
+    dropout: float,
+    recurrent_dropout: float,
+    key: jax.Array | None,
+):
+    """The shared body of the layer functions (validation, dropout, unroll, outputs)."""
+    num_gates = _GATES[step]
+    in_size, hidden = check_params(params, num_gates, where)
+    batch, num_steps = check_sequence(x, where, time_major=time_major)
+    check_input(x, in_size, where, kernel_shape=shape_of(params.kernel))
+    check_unroll(unroll, where)
+    check_rate(dropout, where, "dropout")
+    check_rate(recurrent_dropout, where, "recurrent_dropout")
+    for name, value in step_kwargs.items():
+        if name.endswith("activation"):
+            get_activation(value, where=where, arg=name)
+    dtype = params.kernel.dtype
+    is_lstm = step is lstm_step
+    if initial_state is None:
+        initial_state = zero_state(params, (batch,))
+    else:
+        check_state(initial_state, is_lstm, batch, hidden, dtype, where)
+    valid = sequence_mask(
+        seq_lengths, mask, (batch,), num_steps, time_major=time_major, where=where
+    )
+
+    masks = make_dropout_masks(
+        key,
+        (batch,),
+        in_size,
+        hidden,
+        num_gates,
+        dropout=dropout,
+        recurrent_dropout=recurrent_dropout,
+        dtype=dtype,
+    )
+    cell = functools.partial(
+        step, **step_kwargs, input_mask=masks.input, recurrent_mask=masks.recurrent
+    )
+    t_axis = 0 if time_major else 1
+    carry, ys = scan_unroll(
+        cell,
+        params,
+        x,
+        initial_state,
+        reverse=go_backwards,
+        time_major=time_major,
+        mask=None if valid is None else (valid if time_major else valid.T),
+        unroll=unroll,
+    )
+    if return_sequences:
+        # Keras returns go_backwards outputs in processing order.
+        out = jnp.flip(ys, t_axis) if go_backwards else ys
+    else:
+        # Keras: the last output, zeros for a sequence with no valid step.
+        last = last_hidden(carry)
+        if valid is not None:
+            out = jnp.where(valid.any(axis=0)[:, None], last, jnp.zeros_like(last))
+        else:
+            out = last if num_steps > 0 else jnp.zeros_like(last)
+    return (out, carry) if return_state else out
+
+
+_LAYER_DOC = """Run a {kind} over a batch of sequences, as ``keras.layers.{keras}``.
+
+    Equation per step: see ``jaxrnn.{step}``. ``x`` is ``(batch, time, features)``
+    (``(time, batch, features)`` with ``time_major``).
+
+    Args:
+        params: ``{params}`` (Keras layout).
+        x: the input sequences, floating point.
+        initial_state: {state}; zeros when None.
+        return_sequences: return all outputs ``(B, T, H)`` instead of the last ``(B, H)``.
+        return_state: also return the final carry: ``(output, state)``.
+        go_backwards: process the sequence from its end; outputs come in processing
+            order (as Keras). With lengths or a mask, padded steps are skipped.
+        seq_lengths: integer ``(B,)`` lengths of right-padded sequences.
+        mask: boolean ``(B, T)`` validity mask (Keras' ``mask``); a masked step
+            leaves the state unchanged and outputs zeros.
+        time_major: input and output sequences are ``(T, B, ...)``.
+        unroll: scan steps per loop iteration (int >= 1, or True for all).
+        dropout, recurrent_dropout: Keras' variational dropout rates, applied only
+            when ``key`` is given (the key is the "training" switch).
+        key: a ``jax.random`` key for the dropout masks.
+        {extra}
+    Returns:
+        The last output ``(B, H)`` (zeros for a zero-length sequence) or all
+        outputs; with ``return_state``, ``(output, final_state)``, the state taken
+        at each sequence's true last step.
+
+    Raises:
+        ValueError: wrong rank (a 2-D ``x`` usually means the previous layer needs
+            ``return_sequences=True``), feature/hidden-size mismatches, bad lengths.
+        TypeError: non-float ``x``, wrongly typed state, lengths or mask.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxrnn
+        >>> p = jaxrnn.{init}(jax.random.key(0), 3, 4)
+        >>> jaxrnn.{name}(p, jnp.ones((2, 5, 3)), return_sequences=True).shape
+        (2, 5, 4)
+    """
+
+
+def simple_rnn(
+    params,
+    x,
+    *,
+    activation="tanh",
+    initial_state=None,
+    return_sequences=False,
+    return_state=False,
+    go_backwards=False,
+    seq_lengths=None,
+    mask=None,
+    time_major=False,
+    unroll=1,
+    dropout=0.0,
+    recurrent_dropout=0.0,
+    key=None,
+):
+    return run_layer(
+        "simple_rnn",
+        rnn_step,
+        dict(activation=activation),
+        params,
+        x,
+        initial_state=initial_state,
+        return_sequences=return_sequences,
+        return_state=return_state,
+        go_backwards=go_backwards,
+        seq_lengths=seq_lengths,
+        mask=mask,
+        time_major=time_major,
+        unroll=unroll,
+        dropout=dropout,
+        recurrent_dropout=recurrent_dropout,
+        key=key,
+    )
+
+
+def lstm(
+    params,
+    x,
+    *,
+    activation="tanh",
+    recurrent_activation="sigmoid",
+    initial_state=None,
+    return_sequences=False,
+    return_state=False,
+    go_backwards=False,
+    seq_lengths=None,
+    mask=None,
+    time_major=False,
+    unroll=1,
+    dropout=0.0,
+    recurrent_dropout=0.0,
+    key=None,
+):
+    return run_layer(
+        "lstm",
+        lstm_step,
+        dict(activation=activation, recurrent_activation=recurrent_activation),
+        params,
+        x,
+        initial_state=initial_state,
+        return_sequences=return_sequences,
+        return_state=return_state,
+        go_backwards=go_backwards,
+        seq_lengths=seq_lengths,
+        mask=mask,
+        time_major=time_major,
+        unroll=unroll,
+        dropout=dropout,
+        recurrent_dropout=recurrent_dropout,
+        key=key,
+    )
+
+
+def gru(
+    params,
+    x,
+    *,
+    activation="tanh",
+    recurrent_activation="sigmoid",
+    reset_after=True,
+    initial_state=None,
+    return_sequences=False,
+    return_state=False,
+    go_backwards=False,
+    seq_lengths=None,
+    mask=None,
+    time_major=False,
+    unroll=1,
+    dropout=0.0,
+    recurrent_dropout=0.0,
+    key=None,
+):
+    return run_layer(
+        "gru",
+        gru_step,
+        dict(
+            activation=activation,
+            recurrent_activation=recurrent_activation,
+            reset_after=reset_after,
+        ),
+        params,
+        x,
+        initial_state=initial_state,
+        return_sequences=return_sequences,
+        return_state=return_state,
+        go_backwards=go_backwards,
+        seq_lengths=seq_lengths,
+        mask=mask,
+        time_major=time_major,
+        unroll=unroll,
+        dropout=dropout,
+        recurrent_dropout=recurrent_dropout,
+        key=key,
+    )
+
+
+simple_rnn.__doc__ = _LAYER_DOC.format(
+    kind="simple (Elman) RNN",
+    keras="SimpleRNN",
+    step="rnn_step",
+    params="RNNParams",
+    state="hidden state ``(B, H)``",
+    init="init_rnn",
+    name="simple_rnn",
+    extra="activation: callable or Keras name (default ``'tanh'``).\n",
+)
+lstm.__doc__ = _LAYER_DOC.format(
+    kind="LSTM",
+    keras="LSTM",
+    step="lstm_step",
+    params="LSTMParams",
+    state="``LSTMState(h, c)``, each ``(B, H)``",
+    init="init_lstm",
+    name="lstm",
+    extra="activation, recurrent_activation: callables or Keras names.\n",
+)
+gru.__doc__ = _LAYER_DOC.format(
+    kind="GRU",
+    keras="GRU",
+    step="gru_step",
+    params="GRUParams",
+    state="hidden state ``(B, H)``",
+    init="init_gru",
+    name="gru",
+    extra="activation, recurrent_activation: callables or Keras names.\n"
+    "        reset_after: the GRU variant (True: PyTorch/Keras default).\n",
+)

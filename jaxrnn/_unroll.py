@@ -1,0 +1,177 @@
+"""The sequence driver: any step function over ``lax.scan``, with lengths and masks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._checks import shape_of
+
+Step = Callable[[Any, Any, jax.Array], tuple[Any, Any]]
+
+
+def check_unroll(unroll: int | bool, where: str) -> None:
+    if isinstance(unroll, bool):
+        return
+    if not isinstance(unroll, (int, np.integer)) or unroll < 1:
+        raise ValueError(
+            f"{where}: unroll={unroll!r}; it must be an integer >= 1 (steps per loop "
+            "iteration) or True (unroll the whole sequence)."
+        )
+
+
+def sequence_mask(
+    seq_lengths: Any,
+    mask: Any,
+    batch_shape: tuple[int, ...],
+    num_steps: int,
+    *,
+    time_major: bool,
+    where: str,
+) -> jax.Array | None:
+    """A boolean validity mask ``(T, *batch)`` from ``seq_lengths`` or ``mask``, or None.
+
+    ``seq_lengths`` (integers, shape ``batch``) marks steps ``t < length`` valid;
+    values are effectively clipped to ``[0, T]``. ``mask`` is boolean, ``(B, T)``
+    (``(T, B)`` when ``time_major``).
+    """
+    if seq_lengths is not None and mask is not None:
+        raise ValueError(
+            f"{where}: pass seq_lengths or mask, not both (seq_lengths=L is mask=t < L)."
+        )
+    if seq_lengths is not None:
+        if not hasattr(seq_lengths, "dtype"):
+            seq_lengths = np.asarray(seq_lengths)
+        if not jnp.issubdtype(seq_lengths.dtype, jnp.integer):
+            raise TypeError(
+                f"{where}: seq_lengths has dtype {seq_lengths.dtype}; it must hold integer "
+                "lengths, e.g. jnp.array([5, 3], dtype=jnp.int32)."
+            )
+        if shape_of(seq_lengths) != batch_shape:
+            raise ValueError(
+                f"{where}: seq_lengths.shape={shape_of(seq_lengths)}, expected {batch_shape}: "
+                "one length per sequence in the batch."
+            )
+        steps = jnp.arange(num_steps).reshape((num_steps,) + (1,) * len(batch_shape))
+        return steps < jnp.asarray(seq_lengths)[None]
+    if mask is not None:
+        if not hasattr(mask, "dtype"):
+            mask = np.asarray(mask)
+        layout = (num_steps, *batch_shape) if time_major else (*batch_shape, num_steps)
+        if mask.dtype != jnp.bool_:
+            raise TypeError(
+                f"{where}: mask has dtype {mask.dtype}; it must be boolean (True = valid "
+                "step). Use mask.astype(bool)."
+            )
+        if shape_of(mask) != layout:
+            names = "(time, batch)" if time_major else "(batch, time)"
+            raise ValueError(f"{where}: mask.shape={shape_of(mask)}, expected {layout} {names}.")
+        mask = jnp.asarray(mask)
+        return mask if time_major else jnp.moveaxis(mask, -1, 0)
+    return None
+
+
+def _where(m: jax.Array, new: Any, old: Any) -> Any:
+    """``where(m, new, old)`` leaf by leaf, ``m`` broadcast over trailing feature axes."""
+    return jax.tree.map(lambda n, o: jnp.where(_bcast(m, n), n, o), new, old)
+
+
+def unroll(
+    step: Step,
+    params: Any,
+    xs: jax.Array,
+    carry: Any,
+    *,
+    reverse: bool = False,
+    time_major: bool = False,
+    seq_lengths: jax.Array | None = None,
+    mask: jax.Array | None = None,
+    unroll: int | bool = 1,
+) -> tuple[Any, Any]:
+    """Run ``step(params, carry, x) -> (carry, y)`` over a sequence with ``lax.scan``.
+
+    The semantics, for one sequence ``b`` with validity mask ``m`` (from
+    ``seq_lengths``: ``m[t] = t < length``)::
+
+        for t in (reversed(range(T)) if reverse else range(T)):
+            if m[t]:
+                carry, ys[t] = step(params, carry, xs[t])
+            else:
+                ys[t] = 0            # carry passes through unchanged
+        return carry, ys
+
+    so outputs stay aligned with the inputs even when ``reverse=True`` (as
+    ``lax.scan(reverse=True)``), padded steps never change the carry, and a
+    zero-length sequence returns the initial carry. With right padding, the
+    reverse pass visits ``length-1, ..., 0``: each sequence is reversed within
+    its own length.
+
+    Args:
+        step: a step function such as ``jaxrnn.lstm_step`` or your own.
+        params: passed to ``step`` unchanged (any pytree).
+        xs: inputs ``(B, T, ...)``, or ``(T, B, ...)`` / ``(T, ...)`` when
+            ``time_major``; a pytree of such arrays also works.
+        carry: the initial carry, ``(B, ...)`` leaves.
+        reverse: process the sequence from its end.
+        time_major: whether the time axis is first.
+        seq_lengths: integer lengths, shape ``(B,)`` (right padding).
+        mask: boolean validity mask ``(B, T)`` (``(T, B)`` if time-major).
+        unroll: steps per ``lax.scan`` iteration (``True``: all).
+
+    Returns:
+        ``(final_carry, ys)`` with ``ys`` in the layout of ``xs``.
+
+    Example:
+        >>> import jaxrnn
+        >>> p = jaxrnn.init_gru(jax.random.key(0), 3, 4)
+        >>> xs = jnp.ones((2, 5, 3))
+        >>> h, ys = unroll(jaxrnn.gru_step, p, xs, jaxrnn.zero_state(p, 2),
+        ...                seq_lengths=jnp.array([5, 2]))
+        >>> ys.shape, bool((ys[1, 2:] == 0).all())
+        ((2, 5, 4), True)
+    """
+    where = "unroll"
+    check_unroll(unroll, where)
+    leaves = jax.tree.leaves(xs)
+    if not leaves:
+        raise ValueError(f"{where}: xs holds no arrays.")
+    min_rank = 2 if time_major else 3
+    for leaf in leaves:
+        if np.ndim(leaf) < min_rank:
+            raise ValueError(
+                f"{where}: xs has shape {shape_of(leaf)}; expected (batch, time, features) "
+                "or, with time_major=True, (time, [batch...,] features)."
+            )
+    if not time_major:
+        xs = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), xs)
+    lead = shape_of(jax.tree.leaves(xs)[0])
+    num_steps = lead[0]
+    batch_shape = lead[1:-1]  # every axis between time and features
+    m = sequence_mask(seq_lengths, mask, batch_shape, num_steps, time_major=time_major, where=where)
+
+    if m is None:
+
+        def body(c, x):
+            return step(params, c, x)
+
+        carry, ys = jax.lax.scan(body, carry, xs, reverse=reverse, unroll=unroll)
+    else:
+
+        def body(c, inp):
+            x, m_t = inp
+            new_c, y = step(params, c, x)
+            zeros = jax.tree.map(jnp.zeros_like, y)
+            return _where(m_t, new_c, c), _where(m_t, y, zeros)
+
+        carry, ys = jax.lax.scan(body, carry, (xs, m), reverse=reverse, unroll=unroll)
+    if not time_major:
+        ys = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), ys)
+    return carry, ys
+
+
+def _bcast(m: jax.Array, a: jax.Array) -> jax.Array:
+    return m.reshape(m.shape + (1,) * (a.ndim - m.ndim))
