@@ -17,6 +17,7 @@ from jax.nn import initializers
 from ._activations import Activation, get_activation
 from ._checks import check_hidden, check_input, check_params, shape_of
 from ._dropout import masked_matmul
+from ._init import draw
 
 
 class GRUParams(NamedTuple):
@@ -60,10 +61,10 @@ def init_gru(
     k_w, k_u, k_b, k_rb = jax.random.split(key, 4)
     h3 = 3 * hidden_size
     return GRUParams(
-        kernel=kernel_init(k_w, (input_size, h3), dtype),
-        recurrent_kernel=recurrent_init(k_u, (hidden_size, h3), dtype),
-        bias=bias_init(k_b, (h3,), dtype) if use_bias else None,
-        recurrent_bias=bias_init(k_rb, (h3,), dtype) if use_bias and reset_after else None,
+        kernel=draw(kernel_init, k_w, (input_size, h3), dtype),
+        recurrent_kernel=draw(recurrent_init, k_u, (hidden_size, h3), dtype),
+        bias=draw(bias_init, k_b, (h3,), dtype) if use_bias else None,
+        recurrent_bias=draw(bias_init, k_rb, (h3,), dtype) if use_bias and reset_after else None,
     )
 
 

@@ -11,6 +11,7 @@ from jax.nn import initializers
 from ._activations import Activation, get_activation
 from ._checks import check_hidden, check_input, check_params, shape_of
 from ._dropout import masked_matmul
+from ._init import draw
 
 
 class LSTMParams(NamedTuple):
@@ -59,16 +60,16 @@ def init_lstm(
             k_i, k_go = jax.random.split(k_b)
             bias = jnp.concatenate(
                 [
-                    bias_init(k_i, (hidden_size,), dtype),
+                    draw(bias_init, k_i, (hidden_size,), dtype),
                     jnp.ones((hidden_size,), dtype),
-                    bias_init(k_go, (2 * hidden_size,), dtype),
+                    draw(bias_init, k_go, (2 * hidden_size,), dtype),
                 ]
             )
         else:
-            bias = bias_init(k_b, (h4,), dtype)
+            bias = draw(bias_init, k_b, (h4,), dtype)
     return LSTMParams(
-        kernel=kernel_init(k_w, (input_size, h4), dtype),
-        recurrent_kernel=recurrent_init(k_u, (hidden_size, h4), dtype),
+        kernel=draw(kernel_init, k_w, (input_size, h4), dtype),
+        recurrent_kernel=draw(recurrent_init, k_u, (hidden_size, h4), dtype),
         bias=bias,
     )
 

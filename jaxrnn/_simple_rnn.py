@@ -11,6 +11,7 @@ from jax.nn import initializers
 from ._activations import Activation, get_activation
 from ._checks import check_hidden, check_input, check_params, shape_of
 from ._dropout import masked_matmul
+from ._init import draw
 
 
 class RNNParams(NamedTuple):
@@ -44,9 +45,9 @@ def init_rnn(
     """
     k_w, k_u, k_b = jax.random.split(key, 3)
     return RNNParams(
-        kernel=kernel_init(k_w, (input_size, hidden_size), dtype),
-        recurrent_kernel=recurrent_init(k_u, (hidden_size, hidden_size), dtype),
-        bias=bias_init(k_b, (hidden_size,), dtype) if use_bias else None,
+        kernel=draw(kernel_init, k_w, (input_size, hidden_size), dtype),
+        recurrent_kernel=draw(recurrent_init, k_u, (hidden_size, hidden_size), dtype),
+        bias=draw(bias_init, k_b, (hidden_size,), dtype) if use_bias else None,
     )
 
 
