@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +17,7 @@ ACTIVATIONS: dict[str, Activation] = {
     "relu": jax.nn.relu,
     "elu": jax.nn.elu,
     "selu": jax.nn.selu,
-    "gelu": jax.nn.gelu,
+    "gelu": partial(jax.nn.gelu, approximate=False),  # Keras' default is exact
     "silu": jax.nn.silu,
     "swish": jax.nn.silu,
     "softsign": jax.nn.soft_sign,

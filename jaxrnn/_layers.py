@@ -17,6 +17,7 @@ import numpy as np
 from ._activations import get_activation
 from ._checks import check_hidden, check_input, check_params, dtype_of, is_float, shape_of
 from ._dropout import check_rate, make_dropout_masks
+from ._fast import IMPLS, fast_reason, fast_unroll
 from ._gru import gru_step
 from ._lstm import LSTMState, lstm_step
 from ._simple_rnn import rnn_step
@@ -102,6 +103,7 @@ def run_layer(
     dropout: float,
     recurrent_dropout: float,
     key: jax.Array | None,
+    impl: str = "auto",
 ):
     """The shared body of the layer functions (validation, dropout, unroll, outputs)."""
     num_gates = _GATES[step]
@@ -111,6 +113,11 @@ def run_layer(
     check_unroll(unroll, where)
     check_rate(dropout, where, "dropout")
     check_rate(recurrent_dropout, where, "recurrent_dropout")
+    if impl not in IMPLS:
+        raise ValueError(
+            f"{where}: unknown impl={impl!r}; use 'auto' (fused path when the options allow, "
+            "else the generic scan), 'fast' or 'scan'."
+        )
     for name, value in step_kwargs.items():
         if name.endswith("activation"):
             get_activation(value, where=where, arg=name)
@@ -134,20 +141,40 @@ def run_layer(
         recurrent_dropout=recurrent_dropout,
         dtype=dtype,
     )
-    cell = functools.partial(
-        step, **step_kwargs, input_mask=masks.input, recurrent_mask=masks.recurrent
-    )
+    reason = fast_reason(step, step_kwargs, masks.input, masks.recurrent, where)
+    if impl == "fast" and reason is not None:
+        raise ValueError(
+            f"{where}: impl='fast' cannot run {reason}; use impl='auto' (falls back to "
+            "the generic scan) or impl='scan'."
+        )
+    if impl == "scan" or reason is not None:
+        cell = functools.partial(
+            step, **step_kwargs, input_mask=masks.input, recurrent_mask=masks.recurrent
+        )
+        carry, ys = scan_unroll(
+            cell,
+            params,
+            x,
+            initial_state,
+            reverse=go_backwards,
+            time_major=time_major,
+            mask=None if valid is None else (valid if time_major else valid.T),
+            unroll=unroll,
+        )
+    else:
+        carry, ys = fast_unroll(
+            step,
+            step_kwargs,
+            params,
+            x,
+            initial_state,
+            input_mask=masks.input,
+            valid=valid,
+            reverse=go_backwards,
+            time_major=time_major,
+            unroll=unroll,
+        )
     t_axis = 0 if time_major else 1
-    carry, ys = scan_unroll(
-        cell,
-        params,
-        x,
-        initial_state,
-        reverse=go_backwards,
-        time_major=time_major,
-        mask=None if valid is None else (valid if time_major else valid.T),
-        unroll=unroll,
-    )
     if return_sequences:
         # Keras returns go_backwards outputs in processing order.
         out = jnp.flip(ys, t_axis) if go_backwards else ys
@@ -182,6 +209,11 @@ _LAYER_DOC = """Run a {kind} over a batch of sequences, as ``keras.layers.{keras
         dropout, recurrent_dropout: Keras' variational dropout rates, applied only
             when ``key`` is given (the key is the "training" switch).
         key: a ``jax.random`` key for the dropout masks.
+        impl: ``"auto"`` (default) runs the fused recurrence (hoisted input
+            projection, hand-written backward pass) when the options allow and the
+            generic ``lax.scan`` of the step function otherwise; ``"scan"`` forces
+            the generic scan (e.g. for forward-mode autodiff, which the fused
+            path's custom VJP does not support); ``"fast"`` requires the fused path.
         {extra}
     Returns:
         The last output ``(B, H)`` (zeros for a zero-length sequence) or all
@@ -217,6 +249,7 @@ def simple_rnn(
     dropout=0.0,
     recurrent_dropout=0.0,
     key=None,
+    impl="auto",
 ):
     return run_layer(
         "simple_rnn",
@@ -235,6 +268,7 @@ def simple_rnn(
         dropout=dropout,
         recurrent_dropout=recurrent_dropout,
         key=key,
+        impl=impl,
     )
 
 
@@ -255,6 +289,7 @@ def lstm(
     dropout=0.0,
     recurrent_dropout=0.0,
     key=None,
+    impl="auto",
 ):
     return run_layer(
         "lstm",
@@ -273,6 +308,7 @@ def lstm(
         dropout=dropout,
         recurrent_dropout=recurrent_dropout,
         key=key,
+        impl=impl,
     )
 
 
@@ -294,6 +330,7 @@ def gru(
     dropout=0.0,
     recurrent_dropout=0.0,
     key=None,
+    impl="auto",
 ):
     return run_layer(
         "gru",
@@ -316,6 +353,7 @@ def gru(
         dropout=dropout,
         recurrent_dropout=recurrent_dropout,
         key=key,
+        impl=impl,
     )
 
 

@@ -1,0 +1,100 @@
+"""Dispatch from the layer functions to the fused recurrences (``_fast_*``).
+
+The fused path hoists the input projection ``x W + b`` out of the loop (one
+``(T·B, I) @ (I, G·H)`` matmul), keeps only ``h U`` and the gate arithmetic in
+the loop, and uses hand-written backward passes. It covers the default
+activations, lengths/masks, reverse, input dropout with a shared mask, any
+``unroll``; everything else (custom activations, recurrent dropout, the
+reset-before GRU) runs the generic scan of the step functions, which computes
+the same function.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from ._activations import get_activation
+from ._fast_gru import gru_recurrence
+from ._fast_lstm import lstm_recurrence
+from ._fast_rnn import ACTIVATIONS as RNN_ACTIVATIONS
+from ._fast_rnn import rnn_recurrence
+from ._gru import gru_step
+from ._lstm import LSTMState, lstm_step
+from ._simple_rnn import rnn_step
+
+IMPLS = ("auto", "fast", "scan")
+
+
+def _act(kwargs: dict, name: str, default: str, where: str):
+    return get_activation(kwargs.get(name, default), where=where, arg=name)
+
+
+def fast_reason(step, step_kwargs: dict, input_mask, recurrent_mask, where: str) -> str | None:
+    """Why the fused path cannot run these options, or None when it can."""
+    if recurrent_mask is not None:
+        return "recurrent_dropout > 0 (per-gate recurrent masks)"
+    if input_mask is not None and input_mask.ndim != 2:
+        return "per-gate input dropout masks"
+    if step is rnn_step:
+        act = _act(step_kwargs, "activation", "tanh", where)
+        if _rnn_activation_name(act) is None:
+            return "an activation other than tanh, relu, sigmoid or linear"
+        return None
+    act = _act(step_kwargs, "activation", "tanh", where)
+    rec = _act(step_kwargs, "recurrent_activation", "sigmoid", where)
+    if act is not jnp.tanh or rec is not jax.nn.sigmoid:
+        return "activations other than tanh / sigmoid"
+    if step is gru_step and not step_kwargs.get("reset_after", True):
+        return "reset_after=False"
+    return None
+
+
+def _rnn_activation_name(act) -> str | None:
+    for name, (fn, _) in RNN_ACTIVATIONS.items():
+        if act is fn or act is get_activation(name, where="", arg=""):
+            return name
+    return None
+
+
+def fast_unroll(
+    step,
+    step_kwargs: dict,
+    params: Any,
+    x: jax.Array,
+    carry: Any,
+    *,
+    input_mask: jax.Array | None,
+    valid: jax.Array | None,
+    reverse: bool,
+    time_major: bool,
+    unroll: int | bool,
+) -> tuple[Any, jax.Array]:
+    """``(final_carry, ys)`` of the fused recurrence, ``ys`` aligned with ``x``'s layout.
+
+    ``valid`` is the boolean ``(T, B)`` step mask or None.
+    """
+    dtype = params.kernel.dtype
+    xs = (x if time_major else jnp.swapaxes(x, 0, 1)).astype(dtype)  # (T, B, I)
+    if input_mask is not None:
+        xs = xs * input_mask
+    xw = xs @ params.kernel  # (T, B, G·H): the hoisted input projection
+    if params.bias is not None:
+        xw = xw + params.bias
+    m = None if valid is None else valid[..., None]  # (T, B, 1)
+    if step is lstm_step:
+        ys, h, c = lstm_recurrence(
+            xw, params.recurrent_kernel, carry.h, carry.c, m, reverse, unroll
+        )
+        final = LSTMState(h, c)
+    elif step is gru_step:
+        rb = params.recurrent_bias
+        if rb is None:
+            rb = jnp.zeros(xw.shape[-1], dtype)
+        ys, final = gru_recurrence(xw, params.recurrent_kernel, rb, carry, m, reverse, unroll)
+    else:
+        name = _rnn_activation_name(_act(step_kwargs, "activation", "tanh", "simple_rnn"))
+        ys, final = rnn_recurrence(xw, params.recurrent_kernel, carry, m, name, reverse, unroll)
+    return final, (ys if time_major else jnp.swapaxes(ys, 0, 1))

@@ -1,0 +1,161 @@
+"""The fused path (impl='auto') equals the generic scan of the step functions, for every option."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from test_cells import make, random_carry
+
+import jaxrnn
+from jaxrnn import BidirectionalParams
+
+LAYERS = {
+    "rnn_tanh": (jaxrnn.simple_rnn, "rnn", {}),
+    "rnn_relu": (jaxrnn.simple_rnn, "rnn", {"activation": "relu"}),
+    "rnn_sigmoid": (jaxrnn.simple_rnn, "rnn", {"activation": jax.nn.sigmoid}),
+    "lstm": (jaxrnn.lstm, "lstm", {}),
+    "gru": (jaxrnn.gru, "gru", {}),
+}
+B, T, I = 3, 6, 3
+
+
+def both(layer, *args, **kw):
+    return layer(*args, impl="fast", **kw), layer(*args, impl="scan", **kw)
+
+
+def assert_trees_close(a, b, atol=1e-5):
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(la) == len(lb)
+    for u, v in zip(la, lb, strict=True):
+        np.testing.assert_allclose(u, v, atol=atol, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", LAYERS)
+@pytest.mark.parametrize(
+    "opts",
+    [
+        {},
+        {"go_backwards": True},
+        {"seq_lengths": [6, 2, 0]},
+        {"seq_lengths": [4, 6, 1], "go_backwards": True},
+        {"mask": [[1, 0, 1, 1, 0, 1], [1] * 6, [0] * 6]},
+        {"time_major": True, "seq_lengths": [3, 6, 5]},
+        {"unroll": 3, "seq_lengths": [5, 6, 2]},
+        {"dropout": 0.4, "seq_lengths": [6, 5, 3]},
+        {"no_bias": True},
+    ],
+    ids=["plain", "backwards", "lengths", "lengths-backwards", "mask", "time-major", "unroll3", "dropout", "no-bias"],
+)
+def test_fast_equals_scan_outputs_and_gradients(name, opts):
+    layer, cell, kw = LAYERS[name]
+    opts = dict(opts)
+    p, _, _ = make(cell)
+    if opts.pop("no_bias", False):
+        p = p._replace(bias=None)
+        if cell == "gru":
+            p = p._replace(recurrent_bias=None)
+    s0 = random_carry(p, (B,), jax.random.key(1))
+    x = jax.random.normal(jax.random.key(2), (B, T, I))
+    if opts.get("time_major"):
+        x = jnp.swapaxes(x, 0, 1)
+    if "seq_lengths" in opts:
+        opts["seq_lengths"] = jnp.array(opts["seq_lengths"])
+    if "mask" in opts:
+        opts["mask"] = jnp.array(opts["mask"], bool)
+    if "dropout" in opts:
+        opts["key"] = jax.random.key(3)
+    w = jax.random.normal(jax.random.key(4), (T, B, 4) if opts.get("time_major") else (B, T, 4))
+
+    def loss(p, x, s0, impl):
+        seq, final = layer(p, x, initial_state=s0, return_sequences=True, return_state=True,
+                           impl=impl, **kw, **opts)
+        return jnp.sum(seq * w) + sum(jnp.sum(jnp.sin(v)) for v in jax.tree.leaves(final))
+
+    fast = layer(p, x, initial_state=s0, return_sequences=True, return_state=True, impl="fast", **kw, **opts)
+    scan = layer(p, x, initial_state=s0, return_sequences=True, return_state=True, impl="scan", **kw, **opts)
+    assert_trees_close(fast, scan)
+    g_fast = jax.grad(loss, argnums=(0, 1, 2))(p, x, s0, "fast")
+    g_scan = jax.grad(loss, argnums=(0, 1, 2))(p, x, s0, "scan")
+    assert_trees_close(g_fast, g_scan)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_fast_bidirectional_and_stacked(name):
+    layer, cell, _ = LAYERS[name]
+    init = {"lstm": jaxrnn.init_lstm, "gru": jaxrnn.init_gru}[cell]
+    ks = jax.random.split(jax.random.key(0), 4)
+    ps = [BidirectionalParams(init(ks[0], I, 4), init(ks[1], I, 4)),
+          BidirectionalParams(init(ks[2], 8, 4), init(ks[3], 8, 4))]
+    x = jax.random.normal(jax.random.key(2), (B, T, I))
+    sl = jnp.array([6, 3, 1])
+
+    def loss(ps, impl):
+        bi = functools.partial(jaxrnn.bidirectional, layer, impl=impl)
+        out = jaxrnn.stacked(bi, ps, x, seq_lengths=sl, return_sequences=True, dropout=0.3, key=ks[0])
+        return jnp.sum(out**2)
+
+    assert_trees_close(loss(ps, "fast"), loss(ps, "scan"))
+    assert_trees_close(jax.grad(loss)(ps, "fast"), jax.grad(loss)(ps, "scan"))
+
+
+@pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "gru"])
+def test_fast_under_vmap_over_params_jit_and_checkpoint(name):
+    layer, cell, kw = LAYERS[name]
+    ps = [make(cell, seed=s)[0] for s in range(3)]
+    stacked = jax.tree.map(lambda *a: jnp.stack(a), *ps)
+    x = jax.random.normal(jax.random.key(2), (B, T, I))
+
+    def loss(p, impl):
+        return jnp.mean(layer(p, x, return_sequences=True, impl=impl, **kw) ** 2)
+
+    g_v = jax.jit(jax.vmap(jax.grad(loss), in_axes=(0, None)), static_argnums=1)(stacked, "fast")
+    for k, p in enumerate(ps):
+        assert_trees_close(jax.tree.map(lambda a, k=k: a[k], g_v), jax.grad(loss)(p, "scan"))
+    g_ckpt = jax.grad(jax.checkpoint(loss, static_argnums=1))(ps[0], "fast")
+    assert_trees_close(g_ckpt, jax.grad(loss)(ps[0], "scan"))
+
+
+@pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "gru"])
+def test_grad_of_grad_through_fast_path(name):
+    """Reverse-over-reverse works through the custom VJP (its backward is differentiable)."""
+    layer, cell, kw = LAYERS[name]
+    p, _, _ = make(cell)
+    x = jax.random.normal(jax.random.key(2), (B, T, I))
+
+    def inner(x, impl):
+        return jnp.sum(layer(p, x, impl=impl, **kw) ** 2)
+
+    def outer(x, impl):  # a gradient penalty: ||d inner / dx||²
+        return jnp.sum(jax.grad(inner)(x, impl) ** 2)
+
+    np.testing.assert_allclose(jax.grad(outer)(x, "fast"), jax.grad(outer)(x, "scan"), atol=1e-4, rtol=1e-4)
+
+
+def test_forward_mode_needs_scan_impl():
+    p, _, _ = make("lstm")
+    x = jax.random.normal(jax.random.key(2), (B, T, I))
+    f = lambda x, impl: jaxrnn.lstm(p, x, impl=impl)  # noqa: E731
+    with pytest.raises(TypeError, match="custom_vjp"):
+        jax.jvp(lambda x: f(x, "fast"), (x,), (x,))
+    out, tangent = jax.jvp(lambda x: f(x, "scan"), (x,), (x,))
+    assert tangent.shape == (B, 4)
+
+
+def test_auto_falls_back_and_fast_refuses_unsupported_options():
+    p, _, _ = make("lstm")
+    x = jax.random.normal(jax.random.key(2), (B, T, I))
+    a = jaxrnn.lstm(p, x, activation="relu")  # auto -> scan
+    np.testing.assert_array_equal(a, jaxrnn.lstm(p, x, activation="relu", impl="scan"))
+    with pytest.raises(ValueError, match="impl='fast' cannot run activations other than tanh"):
+        jaxrnn.lstm(p, x, activation="relu", impl="fast")
+    with pytest.raises(ValueError, match="recurrent_dropout"):
+        jaxrnn.lstm(p, x, recurrent_dropout=0.2, key=jax.random.key(0), impl="fast")
+    g = make("gru_reset_before")[0]
+    with pytest.raises(ValueError, match="reset_after=False"):
+        jaxrnn.gru(g, x, reset_after=False, impl="fast")
+    with pytest.raises(ValueError, match="unknown impl='cudnn'"):
+        jaxrnn.gru(g, x, impl="cudnn")
