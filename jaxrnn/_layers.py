@@ -179,12 +179,9 @@ def run_layer(
         # Keras returns go_backwards outputs in processing order.
         out = jnp.flip(ys, t_axis) if go_backwards else ys
     else:
-        # Keras: the last output, zeros for a sequence with no valid step.
-        last = last_hidden(carry)
-        if valid is not None:
-            out = jnp.where(valid.any(axis=0)[:, None], last, jnp.zeros_like(last))
-        else:
-            out = last if num_steps > 0 else jnp.zeros_like(last)
+        # Keras: the output of the last valid step, which is the final h (for a
+        # sequence with no valid step, the initial h, as Keras' masked output).
+        out = last_hidden(carry)
     return (out, carry) if return_state else out
 
 
@@ -216,7 +213,8 @@ _LAYER_DOC = """Run a {kind} over a batch of sequences, as ``keras.layers.{keras
             path's custom VJP does not support); ``"fast"`` requires the fused path.
         {extra}
     Returns:
-        The last output ``(B, H)`` (zeros for a zero-length sequence) or all
+        The last output ``(B, H)`` (the final ``h``: for a zero-length sequence,
+        the initial ``h``, as Keras) or all
         outputs; with ``return_state``, ``(output, final_state)``, the state taken
         at each sequence's true last step.
 

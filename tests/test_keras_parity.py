@@ -44,6 +44,8 @@ ATOL = RTOL = 1e-5
 KINDS = ("rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before")
 GATED = ("lstm", "gru", "gru_reset_before")
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
+# One size everywhere it can be: eager op kernels are compiled once per shape.
+B, T, F, H = 4, 6, 3, 4
 
 # ---------------------------------------------------------------------------
 # max |jaxrnn - keras| per group, reported at module teardown
@@ -56,13 +58,29 @@ MAX_DIFF: dict[str, float] = collections.defaultdict(float)
 def _report_max_diffs(request):
     yield
     lines = ["", "max |jaxrnn - keras| per group (float32):"]
-    lines += [f"  {group:<22s} {MAX_DIFF[group]:.3e}" for group in sorted(MAX_DIFF)]
+    lines += [f"  {group:<30s} {MAX_DIFF[group]:.3e}" for group in sorted(MAX_DIFF)]
     capman = request.config.pluginmanager.getplugin("capturemanager")
     if capman is not None:
         with capman.global_and_fixture_disabled():
             print("\n".join(lines))
     else:  # pragma: no cover
         print("\n".join(lines))
+
+
+# Eager, op-by-op execution: lax.scan runs as a Python loop over cached primitive
+# kernels instead of compiling one XLA program per call (~0.2 s each), which keeps
+# this module fast. The compiled path (jax.jit, Keras' scan) is covered by the
+# tests listed here, which run without this switch.
+COMPILED_TESTS = {"test_jit_compiled_matches_keras", "test_stacked_simple_rnn_sequential"}
+
+
+@pytest.fixture(autouse=True)
+def _eager_unless_compiled(request):
+    if request.function.__name__ in COMPILED_TESTS:
+        yield
+    else:
+        with jax.disable_jit():
+            yield
 
 
 def assert_close(group, actual, expected, atol=ATOL, rtol=RTOL):
@@ -89,8 +107,18 @@ def assert_state_close(group, kind, state, keras_state):
 # ---------------------------------------------------------------------------
 
 
+ZEROS_INIT = dict(
+    kernel_initializer="zeros", recurrent_initializer="zeros", bias_initializer="zeros"
+)
+
+
 def keras_layer(kind, units, *, activation=None, recurrent_activation=None, **kwargs):
-    """The Keras layer for ``kind``; kwargs go to the constructor."""
+    """The Keras layer for ``kind``; kwargs go to the constructor.
+
+    Weights are overwritten by ``randomise``, so they are created with cheap
+    "zeros" initialisers (Keras' orthogonal initialiser costs seconds eagerly).
+    """
+    kwargs = {**ZEROS_INIT, **kwargs}
     if activation is not None:
         kwargs["activation"] = activation
     if kind.startswith("rnn"):
@@ -184,11 +212,25 @@ def make_input(rng, shape):
     return rng.standard_normal(shape).astype(np.float32)
 
 
-def pair(kind, in_size, units, rng, *, batch=3, steps=5, activation=None,
-         recurrent_activation=None, **keras_kwargs):
+def pair(
+    kind,
+    in_size,
+    units,
+    rng,
+    *,
+    steps=T,
+    activation=None,
+    recurrent_activation=None,
+    **keras_kwargs,
+):
     """A randomised Keras layer, the matching jaxrnn function and its params."""
-    layer = keras_layer(kind, units, activation=activation,
-                        recurrent_activation=recurrent_activation, **keras_kwargs)
+    layer = keras_layer(
+        kind,
+        units,
+        activation=activation,
+        recurrent_activation=recurrent_activation,
+        **keras_kwargs,
+    )
     randomise(layer, (None, steps, in_size), rng)
     fn = jax_layer(kind, activation=activation, recurrent_activation=recurrent_activation)
     return layer, fn, to_params(kind, layer.get_weights())
@@ -206,19 +248,32 @@ def pair(kind, in_size, units, rng, *, batch=3, steps=5, activation=None,
 @pytest.mark.parametrize("kind", KINDS)
 def test_layer_matches_keras(kind, use_bias, return_sequences, go_backwards, initial_state):
     rng = np.random.default_rng(1)
-    b, t, i, h = 3, 5, 4, 5
-    layer, fn, params = pair(kind, i, h, rng, steps=t, use_bias=use_bias,
-                             return_sequences=return_sequences, return_state=True,
-                             go_backwards=go_backwards)
+    b, t, i, h = B, T, F, H
+    layer, fn, params = pair(
+        kind,
+        i,
+        h,
+        rng,
+        steps=t,
+        use_bias=use_bias,
+        return_sequences=return_sequences,
+        return_state=True,
+        go_backwards=go_backwards,
+    )
     assert (params.bias is None) == (not use_bias)
     x = make_input(rng, (b, t, i))
     s0 = random_state(kind, rng, b, h) if initial_state else None
     k_out, k_state = from_keras(
         kind, layer(x, initial_state=None if s0 is None else keras_state(kind, s0)), True
     )
-    out, state = fn(params, jnp.asarray(x), return_sequences=return_sequences,
-                    return_state=True, go_backwards=go_backwards,
-                    initial_state=None if s0 is None else jax_state(kind, s0))
+    out, state = fn(
+        params,
+        jnp.asarray(x),
+        return_sequences=return_sequences,
+        return_state=True,
+        go_backwards=go_backwards,
+        initial_state=None if s0 is None else jax_state(kind, s0),
+    )
     assert out.shape == ((b, t, h) if return_sequences else (b, h))
     assert_close("layers", out, k_out)
     assert_state_close("layers", kind, state, k_state)
@@ -231,8 +286,8 @@ def test_layer_matches_keras(kind, use_bias, return_sequences, go_backwards, ini
 @pytest.mark.parametrize("kind", KINDS)
 def test_return_state_false_returns_only_output(kind, return_sequences):
     rng = np.random.default_rng(2)
-    layer, fn, params = pair(kind, 3, 4, rng, steps=6, return_sequences=return_sequences)
-    x = make_input(rng, (2, 6, 3))
+    layer, fn, params = pair(kind, F, H, rng, steps=T, return_sequences=return_sequences)
+    x = make_input(rng, (B, T, F))
     k_out = from_keras(kind, layer(x), False)
     out = fn(params, jnp.asarray(x), return_sequences=return_sequences)
     assert isinstance(out, jax.Array)
@@ -256,10 +311,18 @@ ACTIVATION_PAIRS = [
 def test_gated_activations_by_name(kind, acts):
     activation, recurrent_activation = acts
     rng = np.random.default_rng(3)
-    layer, fn, params = pair(kind, 3, 4, rng, steps=5, activation=activation,
-                             recurrent_activation=recurrent_activation,
-                             return_sequences=True, return_state=True)
-    x = make_input(rng, (3, 5, 3))
+    layer, fn, params = pair(
+        kind,
+        F,
+        H,
+        rng,
+        steps=T,
+        activation=activation,
+        recurrent_activation=recurrent_activation,
+        return_sequences=True,
+        return_state=True,
+    )
+    x = make_input(rng, (B, T, F))
     k_out, k_state = from_keras(kind, layer(x), True)
     out, state = fn(params, jnp.asarray(x), return_sequences=True, return_state=True)
     assert_close("activations", out, k_out)
@@ -272,9 +335,10 @@ def test_gated_activations_by_name(kind, acts):
 )
 def test_simple_rnn_activation_by_name(activation):
     rng = np.random.default_rng(4)
-    layer, fn, params = pair("rnn_tanh", 3, 4, rng, steps=5, activation=activation,
-                             return_sequences=True)
-    x = make_input(rng, (3, 5, 3))
+    layer, fn, params = pair(
+        "rnn_tanh", F, H, rng, steps=T, activation=activation, return_sequences=True
+    )
+    x = make_input(rng, (B, T, F))
     out = fn(params, jnp.asarray(x), return_sequences=True)
     assert_close("activations", out, np.asarray(layer(x)))
 
@@ -310,19 +374,22 @@ def _keras_masked(layer, kind, x, mask, *, return_sequences, zero_output, initia
 @pytest.mark.parametrize("kind", KINDS)
 def test_right_padded_mask(kind, go_backwards, via):
     rng = np.random.default_rng(5)
-    b, t, i, h = 4, 6, 3, 4
+    b, t, i, h = B, T, F, H
     lengths = np.array([6, 4, 1, 2], np.int32)
     mask = _right_padded(lengths, t)
     layer, fn, params = pair(kind, i, h, rng, steps=t, go_backwards=go_backwards)
     x = make_input(rng, (b, t, i))
     s0 = random_state(kind, rng, b, h)
     jkw = dict(go_backwards=go_backwards, return_state=True, initial_state=jax_state(kind, s0))
-    jkw.update(mask=jnp.asarray(mask)) if via == "mask" else jkw.update(
-        seq_lengths=jnp.asarray(lengths))
+    if via == "mask":
+        jkw["mask"] = jnp.asarray(mask)
+    else:
+        jkw["seq_lengths"] = jnp.asarray(lengths)
 
     # return_sequences=True: Keras with zero_output_for_mask=True is jaxrnn exactly
-    k_seq, k_state = _keras_masked(layer, kind, x, mask, return_sequences=True,
-                                   zero_output=True, initial_state=s0)
+    k_seq, k_state = _keras_masked(
+        layer, kind, x, mask, return_sequences=True, zero_output=True, initial_state=s0
+    )
     seq, state = fn(params, jnp.asarray(x), return_sequences=True, **jkw)
     assert_close("masks", seq, k_seq)
     assert_state_close("masks", kind, state, k_state)
@@ -332,13 +399,15 @@ def test_right_padded_mask(kind, go_backwards, via):
     assert np.all(np.asarray(seq)[~step_valid] == 0)
 
     # Keras' default (repeat the previous output) agrees on every valid step
-    k_rep, _ = _keras_masked(layer, kind, x, mask, return_sequences=True,
-                             zero_output=False, initial_state=s0)
+    k_rep, _ = _keras_masked(
+        layer, kind, x, mask, return_sequences=True, zero_output=False, initial_state=s0
+    )
     assert_close("masks", np.asarray(seq)[step_valid], k_rep[step_valid])
 
     # return_sequences=False: the last output (Keras default zero_output_for_mask)
-    k_last, k_state2 = _keras_masked(layer, kind, x, mask, return_sequences=False,
-                                     zero_output=False, initial_state=s0)
+    k_last, k_state2 = _keras_masked(
+        layer, kind, x, mask, return_sequences=False, zero_output=False, initial_state=s0
+    )
     last, state2 = fn(params, jnp.asarray(x), return_sequences=False, **jkw)
     assert_close("masks", last, k_last)
     assert_state_close("masks", kind, state2, k_state2)
@@ -362,21 +431,27 @@ def test_arbitrary_mask(kind, pattern, go_backwards):
     rng = np.random.default_rng(6)
     mask = ARBITRARY_MASKS[pattern]
     b, t = mask.shape
-    i, h = 3, 4
+    i, h = F, H
     layer, fn, params = pair(kind, i, h, rng, steps=t, go_backwards=go_backwards)
     x = make_input(rng, (b, t, i))
     s0 = random_state(kind, rng, b, h)
-    jkw = dict(go_backwards=go_backwards, return_state=True, mask=jnp.asarray(mask),
-               initial_state=jax_state(kind, s0))
+    jkw = dict(
+        go_backwards=go_backwards,
+        return_state=True,
+        mask=jnp.asarray(mask),
+        initial_state=jax_state(kind, s0),
+    )
 
-    k_seq, k_state = _keras_masked(layer, kind, x, mask, return_sequences=True,
-                                   zero_output=True, initial_state=s0)
+    k_seq, k_state = _keras_masked(
+        layer, kind, x, mask, return_sequences=True, zero_output=True, initial_state=s0
+    )
     seq, state = fn(params, jnp.asarray(x), return_sequences=True, **jkw)
     assert_close("masks", seq, k_seq)
     assert_state_close("masks", kind, state, k_state)
 
-    k_last, k_state2 = _keras_masked(layer, kind, x, mask, return_sequences=False,
-                                     zero_output=False, initial_state=s0)
+    k_last, k_state2 = _keras_masked(
+        layer, kind, x, mask, return_sequences=False, zero_output=False, initial_state=s0
+    )
     last, state2 = fn(params, jnp.asarray(x), return_sequences=False, **jkw)
     assert_close("masks", last, k_last)
     assert_state_close("masks", kind, state2, k_state2)
@@ -386,13 +461,18 @@ def test_arbitrary_mask(kind, pattern, go_backwards):
 def test_fully_masked_sequence_zero_initial_state(kind):
     """A row with no valid step: zero outputs, zero state, zero last output."""
     rng = np.random.default_rng(7)
-    lengths = np.array([5, 0, 3], np.int32)
-    mask = _right_padded(lengths, 5)
-    layer, fn, params = pair(kind, 3, 4, rng, steps=5)
-    x = make_input(rng, (3, 5, 3))
+    lengths = np.array([6, 0, 3, 1], np.int32)
+    mask = _right_padded(lengths, T)
+    layer, fn, params = pair(kind, F, H, rng, steps=T)
+    x = make_input(rng, (B, T, F))
     k_seq, k_state = _keras_masked(layer, kind, x, mask, return_sequences=True, zero_output=True)
-    seq, state = fn(params, jnp.asarray(x), return_sequences=True, return_state=True,
-                    seq_lengths=jnp.asarray(lengths))
+    seq, state = fn(
+        params,
+        jnp.asarray(x),
+        return_sequences=True,
+        return_state=True,
+        seq_lengths=jnp.asarray(lengths),
+    )
     assert_close("masks", seq, k_seq)
     assert_state_close("masks", kind, state, k_state)
     k_last, _ = _keras_masked(layer, kind, x, mask, return_sequences=False, zero_output=False)
@@ -407,19 +487,25 @@ def test_fully_masked_sequence_nonzero_initial_state(kind):
 
     Keras (default ``zero_output_for_mask=False``) returns the carried-through
     initial ``h`` for that row: its last output is the last step's output, which
-    at a masked step repeats ``states[0]``. jaxrnn documents "the last output,
-    zeros for a sequence with no valid step" as Keras' behaviour.
+    at a masked step repeats ``states[0]``. jaxrnn's last output is the final
+    ``h``, the same thing.
     """
     rng = np.random.default_rng(8)
-    lengths = np.array([5, 0, 3], np.int32)
-    mask = _right_padded(lengths, 5)
-    layer, fn, params = pair(kind, 3, 4, rng, steps=5)
-    x = make_input(rng, (3, 5, 3))
-    s0 = random_state(kind, rng, 3, 4)
-    k_last, k_state = _keras_masked(layer, kind, x, mask, return_sequences=False,
-                                    zero_output=False, initial_state=s0)
-    last, state = fn(params, jnp.asarray(x), return_state=True, mask=jnp.asarray(mask),
-                     initial_state=jax_state(kind, s0))
+    lengths = np.array([6, 0, 3, 1], np.int32)
+    mask = _right_padded(lengths, T)
+    layer, fn, params = pair(kind, F, H, rng, steps=T)
+    x = make_input(rng, (B, T, F))
+    s0 = random_state(kind, rng, B, H)
+    k_last, k_state = _keras_masked(
+        layer, kind, x, mask, return_sequences=False, zero_output=False, initial_state=s0
+    )
+    last, state = fn(
+        params,
+        jnp.asarray(x),
+        return_state=True,
+        mask=jnp.asarray(mask),
+        initial_state=jax_state(kind, s0),
+    )
     assert_state_close("masks", kind, state, k_state)  # state: the initial one, as Keras
     assert_close("masks_empty_row_nonzero_init", last, k_last)
 
@@ -460,10 +546,8 @@ def _check_bidir_out(group, out, k_out, merge_mode):
 @pytest.mark.parametrize("merge_mode", MERGE_MODES, ids=lambda m: str(m))
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
 def test_bidirectional(kind, merge_mode, return_sequences, masked):
-    if kind != "lstm" and merge_mode in ("sum", "mul"):
-        pytest.skip("sum/mul covered with LSTM; keep the module fast")
     rng = np.random.default_rng(9)
-    b, t, i, h = 3, 5, 3, 4
+    b, t, i, h = B, T, F, H
     bi = keras.layers.Bidirectional(
         keras_layer(kind, h, return_sequences=return_sequences, return_state=True),
         merge_mode=merge_mode,
@@ -474,14 +558,16 @@ def test_bidirectional(kind, merge_mode, return_sequences, masked):
         to_params(kind, bi.backward_layer.get_weights()),
     )
     x = make_input(rng, (b, t, i))
-    lengths = np.array([5, 2, 3], np.int32)
+    lengths = np.array([6, 2, 3, 1], np.int32)
     mask = _right_padded(lengths, t) if masked else None
-    k_out, (k_fw, k_bw) = _keras_bidir_result(
-        kind, bi(x, mask=mask), merge_mode, return_state=True
-    )
+    k_out, (k_fw, k_bw) = _keras_bidir_result(kind, bi(x, mask=mask), merge_mode, return_state=True)
     out, (fw, bw) = jaxrnn.bidirectional(
-        jax_layer(kind), p, jnp.asarray(x), merge_mode=merge_mode,
-        return_sequences=return_sequences, return_state=True,
+        jax_layer(kind),
+        p,
+        jnp.asarray(x),
+        merge_mode=merge_mode,
+        return_sequences=return_sequences,
+        return_state=True,
         mask=None if mask is None else jnp.asarray(mask),
     )
     _check_bidir_out("bidirectional", out, k_out, merge_mode)
@@ -495,8 +581,12 @@ def test_bidirectional(kind, merge_mode, return_sequences, masked):
     if masked:
         # the same with seq_lengths, and without return_state
         out2 = jaxrnn.bidirectional(
-            jax_layer(kind), p, jnp.asarray(x), merge_mode=merge_mode,
-            return_sequences=return_sequences, seq_lengths=jnp.asarray(lengths),
+            jax_layer(kind),
+            p,
+            jnp.asarray(x),
+            merge_mode=merge_mode,
+            return_sequences=return_sequences,
+            seq_lengths=jnp.asarray(lengths),
         )
         _check_bidir_out("bidirectional", out2, k_out, merge_mode)
 
@@ -504,9 +594,10 @@ def test_bidirectional(kind, merge_mode, return_sequences, masked):
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_bidirectional_initial_state_and_no_return_state(kind):
     rng = np.random.default_rng(10)
-    b, t, i, h = 2, 4, 3, 4
-    bi = keras.layers.Bidirectional(keras_layer(kind, h, return_sequences=True),
-                                    merge_mode="concat")
+    b, t, i, h = B, T, F, H
+    bi = keras.layers.Bidirectional(
+        keras_layer(kind, h, return_sequences=True), merge_mode="concat"
+    )
     randomise(bi, (None, t, i), rng)
     p = jaxrnn.BidirectionalParams(
         to_params(kind, bi.forward_layer.get_weights()),
@@ -516,7 +607,10 @@ def test_bidirectional_initial_state_and_no_return_state(kind):
     s_fw, s_bw = random_state(kind, rng, b, h), random_state(kind, rng, b, h)
     k_out = np.asarray(bi(x, initial_state=keras_state(kind, s_fw) + keras_state(kind, s_bw)))
     out = jaxrnn.bidirectional(
-        jax_layer(kind), p, jnp.asarray(x), return_sequences=True,
+        jax_layer(kind),
+        p,
+        jnp.asarray(x),
+        return_sequences=True,
         initial_state=(jax_state(kind, s_fw), jax_state(kind, s_bw)),
     )
     assert out.shape == (b, t, 2 * h)
@@ -549,14 +643,24 @@ def _keras_mask(m, kind):
 def test_dropout_matches_keras_with_injected_masks(kind, rates, go_backwards):
     dropout, recurrent_dropout = rates
     rng = np.random.default_rng(11)
-    b, t, i, h = 4, 5, 6, 5
-    layer, fn, params = pair(kind, i, h, rng, steps=t, dropout=dropout,
-                             recurrent_dropout=recurrent_dropout, return_sequences=True,
-                             return_state=True, go_backwards=go_backwards)
+    b, t, i, h = B, T, F, H
+    layer, fn, params = pair(
+        kind,
+        i,
+        h,
+        rng,
+        steps=t,
+        dropout=dropout,
+        recurrent_dropout=recurrent_dropout,
+        return_sequences=True,
+        return_state=True,
+        go_backwards=go_backwards,
+    )
     x = make_input(rng, (b, t, i))
     key = jax.random.key(1234)
-    masks = jaxrnn.make_dropout_masks(key, (b,), i, h, NUM_GATES[kind], dropout=dropout,
-                                      recurrent_dropout=recurrent_dropout)
+    masks = jaxrnn.make_dropout_masks(
+        key, (b,), i, h, NUM_GATES[kind], dropout=dropout, recurrent_dropout=recurrent_dropout
+    )
     # the documented structure
     g = NUM_GATES[kind]
     if dropout:
@@ -587,15 +691,28 @@ def test_dropout_matches_keras_with_injected_masks(kind, rates, go_backwards):
     k_out, k_state = from_keras(kind, layer(x, training=True), True)
     assert calls["input"] > 0 and calls["recurrent"] > 0  # the patch was used
 
-    out, state = fn(params, jnp.asarray(x), return_sequences=True, return_state=True,
-                    go_backwards=go_backwards, dropout=dropout,
-                    recurrent_dropout=recurrent_dropout, key=key)
+    out, state = fn(
+        params,
+        jnp.asarray(x),
+        return_sequences=True,
+        return_state=True,
+        go_backwards=go_backwards,
+        dropout=dropout,
+        recurrent_dropout=recurrent_dropout,
+        key=key,
+    )
     assert_close("dropout", out, k_out)
     assert_state_close("dropout", kind, state, k_state)
 
     # not vacuous: dropout changed the result, and no key means no dropout (as training=False)
-    plain = fn(params, jnp.asarray(x), return_sequences=True, go_backwards=go_backwards,
-               dropout=dropout, recurrent_dropout=recurrent_dropout)
+    plain = fn(
+        params,
+        jnp.asarray(x),
+        return_sequences=True,
+        go_backwards=go_backwards,
+        dropout=dropout,
+        recurrent_dropout=recurrent_dropout,
+    )
     assert np.max(np.abs(np.asarray(plain) - np.asarray(out))) > 1e-3
     k_plain = from_keras(kind, layer(x, training=False), True)[0]
     assert_close("dropout", plain, k_plain)
@@ -612,18 +729,21 @@ def _dense(x, w, b):
 
 def test_stacked_simple_rnn_sequential():
     rng = np.random.default_rng(12)
-    model = keras.Sequential([
-        keras.Input((7, 1)),
-        keras.layers.SimpleRNN(20, return_sequences=True),
-        keras.layers.SimpleRNN(20, return_sequences=True),
-        keras.layers.SimpleRNN(20),
-        keras.layers.Dense(1),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((7, 1)),
+            keras.layers.SimpleRNN(20, return_sequences=True, **ZEROS_INIT),
+            keras.layers.SimpleRNN(20, return_sequences=True, **ZEROS_INIT),
+            keras.layers.SimpleRNN(20, **ZEROS_INIT),
+            keras.layers.Dense(1, kernel_initializer="zeros"),
+        ]
+    )
     layers = model.layers
     for layer in layers:
         weights = layer.get_weights()
-        layer.set_weights([(0.3 * rng.standard_normal(w.shape)).astype(np.float32)
-                           for w in weights])
+        layer.set_weights(
+            [(0.3 * rng.standard_normal(w.shape)).astype(np.float32) for w in weights]
+        )
     x = make_input(rng, (4, 7, 1))
     k_out = np.asarray(model(x))
     params = [to_params("rnn_tanh", layer.get_weights()) for layer in layers[:3]]
@@ -639,19 +759,23 @@ def test_stacked_simple_rnn_sequential():
 @pytest.mark.parametrize("return_sequences", [False, True], ids=["last", "seq"])
 def test_stacked_lstm_two_layers(return_sequences):
     rng = np.random.default_rng(13)
-    l1 = keras.layers.LSTM(5, return_sequences=True, return_state=True)
-    l2 = keras.layers.LSTM(4, return_sequences=return_sequences, return_state=True)
-    randomise(l1, (None, 6, 3), rng)
-    randomise(l2, (None, 6, 5), rng)
-    x = make_input(rng, (3, 6, 3))
-    s1 = random_state("lstm", rng, 3, 5)
-    s2 = random_state("lstm", rng, 3, 4)
+    l1 = keras_layer("lstm", H, return_sequences=True, return_state=True)
+    l2 = keras_layer("lstm", H, return_sequences=return_sequences, return_state=True)
+    randomise(l1, (None, T, F), rng)
+    randomise(l2, (None, T, H), rng)
+    x = make_input(rng, (B, T, F))
+    s1 = random_state("lstm", rng, B, H)
+    s2 = random_state("lstm", rng, B, H)
     y1, h1, c1 = l1(x, initial_state=keras_state("lstm", s1))
     y2, h2, c2 = l2(y1, initial_state=keras_state("lstm", s2))
     params = [to_params("lstm", l1.get_weights()), to_params("lstm", l2.get_weights())]
     out, finals = jaxrnn.stacked(
-        jaxrnn.lstm, params, jnp.asarray(x), return_sequences=return_sequences,
-        return_state=True, initial_state=[jax_state("lstm", s1), jax_state("lstm", s2)],
+        jaxrnn.lstm,
+        params,
+        jnp.asarray(x),
+        return_sequences=return_sequences,
+        return_state=True,
+        initial_state=[jax_state("lstm", s1), jax_state("lstm", s2)],
     )
     assert_close("stacked", out, np.asarray(y2))
     assert_state_close("stacked", "lstm", finals[0], LSTMState(np.asarray(h1), np.asarray(c1)))
@@ -661,20 +785,23 @@ def test_stacked_lstm_two_layers(return_sequences):
 def test_stacked_lstm_sequential_with_masking_layer():
     """Keras' Masking layer propagates the mask through both LSTMs."""
     rng = np.random.default_rng(14)
-    model = keras.Sequential([
-        keras.Input((6, 3)),
-        keras.layers.Masking(mask_value=0.0),
-        keras.layers.LSTM(5, return_sequences=True),
-        keras.layers.LSTM(4),
-        keras.layers.Dense(2),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((T, F)),
+            keras.layers.Masking(mask_value=0.0),
+            keras_layer("lstm", H, return_sequences=True),
+            keras_layer("lstm", H),
+            keras.layers.Dense(2, kernel_initializer="zeros"),
+        ]
+    )
     for layer in model.layers:
         weights = layer.get_weights()
         if weights:
-            layer.set_weights([(0.5 * rng.standard_normal(w.shape)).astype(np.float32)
-                               for w in weights])
-    lengths = np.array([6, 3, 1], np.int32)
-    x = make_input(rng, (3, 6, 3)) * _right_padded(lengths, 6)[..., None]
+            layer.set_weights(
+                [(0.5 * rng.standard_normal(w.shape)).astype(np.float32) for w in weights]
+            )
+    lengths = np.array([6, 3, 1, 5], np.int32)
+    x = make_input(rng, (B, T, F)) * _right_padded(lengths, T)[..., None]
     k_out = np.asarray(model(x))
     l1, l2, dense = model.layers[1:]
     params = [to_params("lstm", l1.get_weights()), to_params("lstm", l2.get_weights())]
@@ -694,7 +821,7 @@ def test_stacked_lstm_sequential_with_masking_layer():
 def test_tutorial_shapes(kind, shape, return_sequences):
     rng = np.random.default_rng(15)
     b, t, i = shape
-    h = 3
+    h = H
     layer, fn, params = pair(kind, i, h, rng, steps=t, return_sequences=return_sequences)
     x = make_input(rng, shape)
     k_out = np.asarray(layer(x))
@@ -720,21 +847,22 @@ def _params_to_keras_order(kind, g):
 
 
 @pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
-@pytest.mark.parametrize("kind", ["lstm", "gru", "gru_reset_before", "rnn_tanh"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "gru_reset_before"])
 def test_gradients_match_keras(kind, masked):
     rng = np.random.default_rng(16)
-    b, t, i, h = 3, 5, 3, 4
+    b, t, i, h = B, T, F, H
     layer, fn, params = pair(kind, i, h, rng, steps=t, return_sequences=True)
     x = jnp.asarray(make_input(rng, (b, t, i)))
     weights = jnp.asarray(make_input(rng, (b, t, h)))
-    mask = jnp.asarray(_right_padded([5, 3, 1], t)) if masked else None
+    mask = jnp.asarray(_right_padded([6, 3, 1, 4], t)) if masked else None
     names = [v.path.split("/")[-1] for v in layer.trainable_variables]
     assert names == ["kernel", "recurrent_kernel", "bias"]
     layer.zero_output_for_mask = True
 
     def keras_loss(tv, x):
-        out, _ = layer.stateless_call(tv, [v.value for v in layer.non_trainable_variables], x,
-                                      mask=mask)
+        out, _ = layer.stateless_call(
+            tv, [v.value for v in layer.non_trainable_variables], x, mask=mask
+        )
         return jnp.sum(jnp.tanh(out) * weights)
 
     def jax_loss(p, x):
@@ -749,3 +877,64 @@ def test_gradients_match_keras(kind, masked):
         assert_close("gradients", ours, np.asarray(theirs))
     assert_close("gradients", gx, np.asarray(k_gx))
     assert float(jnp.max(jnp.abs(gp.recurrent_kernel))) > 0
+
+
+# ---------------------------------------------------------------------------
+# the compiled path (no jax.disable_jit): jitted jaxrnn vs Keras' compiled scan
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_jit_compiled_matches_keras(kind):
+    assert jax.config.jax_disable_jit is False
+    rng = np.random.default_rng(17)
+    b, t, i, h = B, T, F, H
+    mask = _right_padded([6, 3, 2, 1], t)
+    layer, fn, params = pair(kind, i, h, rng, steps=t, go_backwards=True)
+    x = make_input(rng, (b, t, i))
+    s0 = random_state(kind, rng, b, h)
+    k_seq, k_state = _keras_masked(
+        layer, kind, x, mask, return_sequences=True, zero_output=True, initial_state=s0
+    )
+
+    @jax.jit
+    def run(p, x, m, s):
+        return fn(
+            p,
+            x,
+            return_sequences=True,
+            return_state=True,
+            go_backwards=True,
+            mask=m,
+            initial_state=s,
+        )
+
+    seq, state = run(params, jnp.asarray(x), jnp.asarray(mask), jax_state(kind, s0))
+    assert_close("compiled", seq, k_seq)
+    assert_state_close("compiled", kind, state, k_state)
+
+    if kind in ("lstm", "gru"):
+        weights = jnp.asarray(make_input(rng, (b, t, h)))
+
+        @jax.jit
+        def keras_grad(tv, x):
+            def loss(tv):
+                out, _ = layer.stateless_call(tv, ntv, x)
+                return jnp.sum(out * weights)
+
+            return jax.grad(loss)(tv)
+
+        @jax.jit
+        def jax_grad(p, x):
+            def loss(p):
+                out = fn(p, x, return_sequences=True, go_backwards=True)
+                return jnp.sum(out * weights)
+
+            return jax.grad(loss)(p)
+
+        layer.return_state = False
+        ntv = [v.value for v in layer.non_trainable_variables]
+        k_g = keras_grad([v.value for v in layer.trainable_variables], jnp.asarray(x))
+        g = jax_grad(params, jnp.asarray(x))
+        for ours, theirs in zip(_params_to_keras_order(kind, g), k_g, strict=True):
+            assert_close("compiled", ours, np.asarray(theirs))

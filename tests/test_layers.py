@@ -43,8 +43,7 @@ def test_layer_matches_reference(name, go_backwards, lengths):
     np.testing.assert_allclose(seq, want_seq, atol=1e-5)
     for got, w in zip(as_tuple(final), want_final, strict=True):
         np.testing.assert_allclose(got, w, atol=1e-5)
-    want_last = want_final[0] if lengths is None else np.where(np.array(lengths)[:, None] > 0, want_final[0], 0)
-    np.testing.assert_allclose(last, want_last, atol=1e-5)
+    np.testing.assert_allclose(last, want_final[0], atol=1e-5)  # Keras: h at the last valid step
     if lengths is not None:  # zero-length: the initial state comes back untouched
         for got, s in zip(as_tuple(final), as_tuple(s0), strict=True):
             np.testing.assert_array_equal(got[2], s[2])
@@ -78,7 +77,7 @@ def test_zero_length_batch_and_sequence():
     p = jaxrnn.init_lstm(jax.random.key(0), 3, 4)
     s0 = random_carry(p, (2,), jax.random.key(1))
     out, s = jaxrnn.lstm(p, jnp.ones((2, 0, 3)), initial_state=s0, return_state=True)
-    np.testing.assert_array_equal(out, 0)
+    np.testing.assert_array_equal(out, s0.h)
     np.testing.assert_array_equal(s.c, s0.c)
     assert jaxrnn.lstm(p, jnp.ones((2, 0, 3)), return_sequences=True).shape == (2, 0, 4)
     assert jaxrnn.gru(jaxrnn.init_gru(jax.random.key(0), 3, 4), jnp.ones((0, 5, 3))).shape == (0, 4)
