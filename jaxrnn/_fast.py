@@ -32,8 +32,12 @@ def _act(kwargs: dict, name: str, default: str, where: str):
     return get_activation(kwargs.get(name, default), where=where, arg=name)
 
 
-def fast_reason(step, step_kwargs: dict, input_mask, recurrent_mask, where: str) -> str | None:
+def fast_reason(
+    step, step_kwargs: dict, input_mask, recurrent_mask, remat, where: str
+) -> str | None:
     """Why the fused path cannot run these options, or None when it can."""
+    if remat == "step":
+        return "remat='step' (per-step checkpointing of the step function)"
     if recurrent_mask is not None:
         return "recurrent_dropout > 0 (per-gate recurrent masks)"
     if input_mask is not None and input_mask.ndim != 2:
@@ -59,25 +63,24 @@ def _rnn_activation_name(act) -> str | None:
     return None
 
 
-def fast_unroll(
+def fast_segment(
     step,
     step_kwargs: dict,
     params: Any,
-    x: jax.Array,
     carry: Any,
+    xs: jax.Array,
+    valid: jax.Array | None,
     *,
     input_mask: jax.Array | None,
-    valid: jax.Array | None,
     reverse: bool,
-    time_major: bool,
     unroll: int | bool,
 ) -> tuple[Any, jax.Array]:
-    """``(final_carry, ys)`` of the fused recurrence, ``ys`` aligned with ``x``'s layout.
+    """``(final_carry, ys)`` of the fused recurrence over time-major ``xs`` ``(T, B, I)``.
 
-    ``valid`` is the boolean ``(T, B)`` step mask or None.
+    ``valid`` is the boolean ``(T, B)`` step mask or None; ``ys`` is ``(T, B, H)``.
     """
     dtype = params.kernel.dtype
-    xs = (x if time_major else jnp.swapaxes(x, 0, 1)).astype(dtype)  # (T, B, I)
+    xs = xs.astype(dtype)
     if input_mask is not None:
         xs = xs * input_mask
     xw = xs @ params.kernel  # (T, B, G·H): the hoisted input projection
@@ -88,13 +91,13 @@ def fast_unroll(
         ys, h, c = lstm_recurrence(
             xw, params.recurrent_kernel, carry.h, carry.c, m, reverse, unroll
         )
-        final = LSTMState(h, c)
-    elif step is gru_step:
+        return LSTMState(h, c), ys
+    if step is gru_step:
         rb = params.recurrent_bias
         if rb is None:
             rb = jnp.zeros(xw.shape[-1], dtype)
-        ys, final = gru_recurrence(xw, params.recurrent_kernel, rb, carry, m, reverse, unroll)
-    else:
-        name = _rnn_activation_name(_act(step_kwargs, "activation", "tanh", "simple_rnn"))
-        ys, final = rnn_recurrence(xw, params.recurrent_kernel, carry, m, name, reverse, unroll)
-    return final, (ys if time_major else jnp.swapaxes(ys, 0, 1))
+        ys, h = gru_recurrence(xw, params.recurrent_kernel, rb, carry, m, reverse, unroll)
+        return h, ys
+    name = _rnn_activation_name(_act(step_kwargs, "activation", "tanh", "simple_rnn"))
+    ys, h = rnn_recurrence(xw, params.recurrent_kernel, carry, m, name, reverse, unroll)
+    return h, ys

@@ -17,13 +17,13 @@ import numpy as np
 from ._activations import get_activation
 from ._checks import check_hidden, check_input, check_params, dtype_of, is_float, shape_of
 from ._dropout import check_rate, make_dropout_masks
-from ._fast import IMPLS, fast_reason, fast_unroll
+from ._fast import IMPLS, fast_reason, fast_segment
 from ._gru import gru_step
 from ._lstm import LSTMState, lstm_step
+from ._remat import check_remat, nested_scan
 from ._simple_rnn import rnn_step
 from ._state import last_hidden, zero_state
-from ._unroll import check_unroll, sequence_mask
-from ._unroll import unroll as scan_unroll
+from ._unroll import check_unroll, scan_segment, sequence_mask
 
 _GATES = {rnn_step: 1, lstm_step: 4, gru_step: 3}
 
@@ -104,6 +104,7 @@ def run_layer(
     recurrent_dropout: float,
     key: jax.Array | None,
     impl: str = "auto",
+    remat: str | None = None,
 ):
     """The shared body of the layer functions (validation, dropout, unroll, outputs)."""
     num_gates = _GATES[step]
@@ -113,6 +114,7 @@ def run_layer(
     check_unroll(unroll, where)
     check_rate(dropout, where, "dropout")
     check_rate(recurrent_dropout, where, "recurrent_dropout")
+    check_remat(remat, where)
     if impl not in IMPLS:
         raise ValueError(
             f"{where}: unknown impl={impl!r}; use 'auto' (fused path when the options allow, "
@@ -141,7 +143,7 @@ def run_layer(
         recurrent_dropout=recurrent_dropout,
         dtype=dtype,
     )
-    reason = fast_reason(step, step_kwargs, masks.input, masks.recurrent, where)
+    reason = fast_reason(step, step_kwargs, masks.input, masks.recurrent, remat, where)
     if impl == "fast" and reason is not None:
         raise ValueError(
             f"{where}: impl='fast' cannot run {reason}; use impl='auto' (falls back to "
@@ -151,29 +153,31 @@ def run_layer(
         cell = functools.partial(
             step, **step_kwargs, input_mask=masks.input, recurrent_mask=masks.recurrent
         )
-        carry, ys = scan_unroll(
+        segment = functools.partial(
+            scan_segment,
             cell,
             params,
-            x,
-            initial_state,
             reverse=go_backwards,
-            time_major=time_major,
-            mask=None if valid is None else (valid if time_major else valid.T),
             unroll=unroll,
+            checkpoint_step=remat == "step",
         )
     else:
-        carry, ys = fast_unroll(
+        segment = functools.partial(
+            fast_segment,
             step,
             step_kwargs,
             params,
-            x,
-            initial_state,
             input_mask=masks.input,
-            valid=valid,
             reverse=go_backwards,
-            time_major=time_major,
             unroll=unroll,
         )
+    xs = x if time_major else jnp.swapaxes(x, 0, 1)  # (T, B, I)
+    if remat == "sqrt":
+        carry, ys = nested_scan(segment, initial_state, xs, valid, reverse=go_backwards)
+    else:
+        carry, ys = segment(initial_state, xs, valid)  # ys: (T, B, H)
+    if not time_major:
+        ys = jnp.swapaxes(ys, 0, 1)
     t_axis = 0 if time_major else 1
     if return_sequences:
         # Keras returns go_backwards outputs in processing order.
@@ -211,6 +215,9 @@ _LAYER_DOC = """Run a {kind} over a batch of sequences, as ``keras.layers.{keras
             generic ``lax.scan`` of the step function otherwise; ``"scan"`` forces
             the generic scan (e.g. for forward-mode autodiff, which the fused
             path's custom VJP does not support); ``"fast"`` requires the fused path.
+        remat: memory for gradients over long sequences: None (store every step's
+            gate values), ``"step"`` (checkpoint each step; generic scan) or
+            ``"sqrt"`` (checkpoint ~√T chunks: O(√T) stored steps). Same values.
         {extra}
     Returns:
         The last output ``(B, H)`` (the final ``h``: for a zero-length sequence,
@@ -248,6 +255,7 @@ def simple_rnn(
     recurrent_dropout=0.0,
     key=None,
     impl="auto",
+    remat=None,
 ):
     return run_layer(
         "simple_rnn",
@@ -267,6 +275,7 @@ def simple_rnn(
         recurrent_dropout=recurrent_dropout,
         key=key,
         impl=impl,
+        remat=remat,
     )
 
 
@@ -288,6 +297,7 @@ def lstm(
     recurrent_dropout=0.0,
     key=None,
     impl="auto",
+    remat=None,
 ):
     return run_layer(
         "lstm",
@@ -307,6 +317,7 @@ def lstm(
         recurrent_dropout=recurrent_dropout,
         key=key,
         impl=impl,
+        remat=remat,
     )
 
 
@@ -329,6 +340,7 @@ def gru(
     recurrent_dropout=0.0,
     key=None,
     impl="auto",
+    remat=None,
 ):
     return run_layer(
         "gru",
@@ -352,6 +364,7 @@ def gru(
         recurrent_dropout=recurrent_dropout,
         key=key,
         impl=impl,
+        remat=remat,
     )
 
 

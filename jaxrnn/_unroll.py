@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._checks import shape_of
+from ._remat import check_remat, nested_scan
 
 Step = Callable[[Any, Any, jax.Array], tuple[Any, Any]]
 
@@ -75,9 +76,36 @@ def sequence_mask(
     return None
 
 
-def _where(m: jax.Array, new: Any, old: Any) -> Any:
-    """``where(m, new, old)`` leaf by leaf, ``m`` broadcast over trailing feature axes."""
-    return jax.tree.map(lambda n, o: jnp.where(_bcast(m, n), n, o), new, old)
+def scan_segment(
+    step: Step,
+    params: Any,
+    carry: Any,
+    xs: Any,
+    valid: jax.Array | None,
+    *,
+    reverse: bool,
+    unroll: int | bool,
+    checkpoint_step: bool = False,
+) -> tuple[Any, Any]:
+    """``lax.scan`` of ``step`` over time-major ``xs`` with an optional ``(T, ...)`` mask."""
+    if valid is None:
+
+        def body(c, x):
+            return step(params, c, x)
+
+        inputs = xs
+    else:
+
+        def body(c, inp):
+            x, m_t = inp
+            new_c, y = step(params, c, x)
+            zeros = jax.tree.map(jnp.zeros_like, y)
+            return _where(m_t, new_c, c), _where(m_t, y, zeros)
+
+        inputs = (xs, valid)
+    if checkpoint_step:
+        body = jax.checkpoint(body)
+    return jax.lax.scan(body, carry, inputs, reverse=reverse, unroll=unroll)
 
 
 def unroll(
@@ -91,6 +119,7 @@ def unroll(
     seq_lengths: jax.Array | None = None,
     mask: jax.Array | None = None,
     unroll: int | bool = 1,
+    remat: str | None = None,
 ) -> tuple[Any, Any]:
     """Run ``step(params, carry, x) -> (carry, y)`` over a sequence with ``lax.scan``.
 
@@ -121,6 +150,8 @@ def unroll(
         seq_lengths: integer lengths, shape ``(B,)`` (right padding).
         mask: boolean validity mask ``(B, T)`` (``(T, B)`` if time-major).
         unroll: steps per ``lax.scan`` iteration (``True``: all).
+        remat: None, ``"step"`` (``jax.checkpoint`` each step) or ``"sqrt"``
+            (checkpointed chunks of ~√T steps): less memory for gradients, same values.
 
     Returns:
         ``(final_carry, ys)`` with ``ys`` in the layout of ``xs``.
@@ -136,6 +167,7 @@ def unroll(
     """
     where = "unroll"
     check_unroll(unroll, where)
+    check_remat(remat, where)
     leaves = jax.tree.leaves(xs)
     if not leaves:
         raise ValueError(f"{where}: xs holds no arrays.")
@@ -153,25 +185,29 @@ def unroll(
     batch_shape = lead[1:-1]  # every axis between time and features
     m = sequence_mask(seq_lengths, mask, batch_shape, num_steps, time_major=time_major, where=where)
 
-    if m is None:
+    def segment(c, x, v):
+        return scan_segment(
+            step,
+            params,
+            c,
+            x,
+            v,
+            reverse=reverse,
+            unroll=unroll,
+            checkpoint_step=remat == "step",
+        )
 
-        def body(c, x):
-            return step(params, c, x)
-
-        carry, ys = jax.lax.scan(body, carry, xs, reverse=reverse, unroll=unroll)
+    if remat == "sqrt":
+        carry, ys = nested_scan(segment, carry, xs, m, reverse=reverse)
     else:
-
-        def body(c, inp):
-            x, m_t = inp
-            new_c, y = step(params, c, x)
-            zeros = jax.tree.map(jnp.zeros_like, y)
-            return _where(m_t, new_c, c), _where(m_t, y, zeros)
-
-        carry, ys = jax.lax.scan(body, carry, (xs, m), reverse=reverse, unroll=unroll)
+        carry, ys = segment(carry, xs, m)
     if not time_major:
         ys = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), ys)
     return carry, ys
 
 
-def _bcast(m: jax.Array, a: jax.Array) -> jax.Array:
-    return m.reshape(m.shape + (1,) * (a.ndim - m.ndim))
+def _where(m: jax.Array, new: Any, old: Any) -> Any:
+    """``where(m, new, old)`` leaf by leaf, ``m`` broadcast over trailing feature axes."""
+    return jax.tree.map(
+        lambda n, o: jnp.where(m.reshape(m.shape + (1,) * (n.ndim - m.ndim)), n, o), new, old
+    )

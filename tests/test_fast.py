@@ -159,3 +159,50 @@ def test_auto_falls_back_and_fast_refuses_unsupported_options():
         jaxrnn.gru(g, x, reset_after=False, impl="fast")
     with pytest.raises(ValueError, match="unknown impl='cudnn'"):
         jaxrnn.gru(g, x, impl="cudnn")
+
+
+@pytest.mark.parametrize("name", ["rnn_relu", "lstm", "gru"])
+@pytest.mark.parametrize("remat", ["step", "sqrt"])
+@pytest.mark.parametrize("steps,opts", [(7, {}), (10, {"go_backwards": True, "lengths": [10, 3, 0]}), (1, {}), (0, {})])
+def test_remat_gives_the_same_values_and_gradients(name, remat, steps, opts):
+    layer, cell, kw = LAYERS[name]
+    p, _, _ = make(cell)
+    x = jax.random.normal(jax.random.key(2), (B, steps, I))
+    opts = dict(opts)
+    if "lengths" in opts:
+        opts["seq_lengths"] = jnp.array(opts.pop("lengths"))
+
+    def loss(p, x, remat):
+        seq, fin = layer(p, x, return_sequences=True, return_state=True, remat=remat, **kw, **opts)
+        return jnp.sum(seq**2) + sum(jnp.sum(v) for v in jax.tree.leaves(fin))
+
+    assert_trees_close(loss(p, x, remat), loss(p, x, None))
+    assert_trees_close(jax.grad(loss, argnums=(0, 1))(p, x, remat), jax.grad(loss, argnums=(0, 1))(p, x, None))
+
+
+def test_remat_in_the_generic_driver_with_a_custom_step():
+    def ema(alpha, c, x):
+        c = alpha * c + x
+        return c, c
+
+    xs = jax.random.normal(jax.random.key(0), (2, 11, 1))
+    sl = jnp.array([11, 4])
+    ref = jaxrnn.unroll(ema, 0.9, xs, jnp.zeros((2, 1)), seq_lengths=sl, reverse=True)
+    for remat in ("step", "sqrt"):
+        got = jaxrnn.unroll(ema, 0.9, xs, jnp.zeros((2, 1)), seq_lengths=sl, reverse=True, remat=remat)
+        assert_trees_close(got, ref, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown remat='half'"):
+        jaxrnn.unroll(ema, 0.9, xs, jnp.zeros((2, 1)), remat="half")
+
+
+def test_remat_sqrt_reduces_compiled_memory():
+    """The O(√T) option stores far less for the backward pass (XLA's own accounting)."""
+    p, _, _ = make("lstm", input_size=4, hidden=32)
+    x = jax.random.normal(jax.random.key(2), (8, 1024, 4))
+
+    def temp_bytes(remat):
+        f = jax.jit(jax.grad(lambda p: jnp.sum(jaxrnn.lstm(p, x, return_sequences=True, remat=remat) ** 2)))
+        return f.lower(p).compile().memory_analysis().temp_size_in_bytes
+
+    full, sqrt = temp_bytes(None), temp_bytes("sqrt")
+    assert sqrt < 0.5 * full, (full, sqrt)
