@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from ._activations import get_activation
+from ._fast_common import LoopOptions, cast, matmul
 from ._fast_gru import gru_recurrence
 from ._fast_lstm import lstm_recurrence
 from ._fast_rnn import ACTIVATIONS as RNN_ACTIVATIONS
@@ -74,30 +75,34 @@ def fast_segment(
     input_mask: jax.Array | None,
     reverse: bool,
     unroll: int | bool,
+    matmul_dtype: str | None = None,
 ) -> tuple[Any, jax.Array]:
     """``(final_carry, ys)`` of the fused recurrence over time-major ``xs`` ``(T, B, I)``.
 
     ``valid`` is the boolean ``(T, B)`` step mask or None; ``ys`` is ``(T, B, H)``.
+    With ``matmul_dtype`` (e.g. ``"bfloat16"``) every matmul takes inputs in that
+    dtype and accumulates in the parameters' dtype; gates, carry and cell state
+    stay in the parameters' dtype.
     """
+    opts = LoopOptions(reverse, unroll, matmul_dtype)
     dtype = params.kernel.dtype
     xs = xs.astype(dtype)
     if input_mask is not None:
         xs = xs * input_mask
-    xw = xs @ params.kernel  # (T, B, G·H): the hoisted input projection
+    xw = matmul(xs, cast(params.kernel, opts), opts, dtype)  # (T, B, G·H), hoisted
     if params.bias is not None:
         xw = xw + params.bias
     m = None if valid is None else valid[..., None]  # (T, B, 1)
+    u = params.recurrent_kernel
     if step is lstm_step:
-        ys, h, c = lstm_recurrence(
-            xw, params.recurrent_kernel, carry.h, carry.c, m, reverse, unroll
-        )
+        ys, h, c = lstm_recurrence(xw, u, carry.h, carry.c, m, opts)
         return LSTMState(h, c), ys
     if step is gru_step:
         rb = params.recurrent_bias
         if rb is None:
             rb = jnp.zeros(xw.shape[-1], dtype)
-        ys, h = gru_recurrence(xw, params.recurrent_kernel, rb, carry, m, reverse, unroll)
+        ys, h = gru_recurrence(xw, u, rb, carry, m, opts)
         return h, ys
     name = _rnn_activation_name(_act(step_kwargs, "activation", "tanh", "simple_rnn"))
-    ys, h = rnn_recurrence(xw, params.recurrent_kernel, carry, m, name, reverse, unroll)
+    ys, h = rnn_recurrence(xw, u, carry, m, name, opts)
     return h, ys

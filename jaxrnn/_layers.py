@@ -105,6 +105,7 @@ def run_layer(
     key: jax.Array | None,
     impl: str = "auto",
     remat: str | None = None,
+    matmul_dtype: Any = None,
 ):
     """The shared body of the layer functions (validation, dropout, unroll, outputs)."""
     num_gates = _GATES[step]
@@ -115,6 +116,13 @@ def run_layer(
     check_rate(dropout, where, "dropout")
     check_rate(recurrent_dropout, where, "recurrent_dropout")
     check_remat(remat, where)
+    if matmul_dtype is not None:
+        if not jnp.issubdtype(matmul_dtype, jnp.floating):
+            raise TypeError(
+                f"{where}: matmul_dtype={matmul_dtype!r} is not a floating dtype; use e.g. "
+                "jnp.bfloat16."
+            )
+        matmul_dtype = jnp.dtype(matmul_dtype).name
     if impl not in IMPLS:
         raise ValueError(
             f"{where}: unknown impl={impl!r}; use 'auto' (fused path when the options allow, "
@@ -149,6 +157,12 @@ def run_layer(
             f"{where}: impl='fast' cannot run {reason}; use impl='auto' (falls back to "
             "the generic scan) or impl='scan'."
         )
+    if matmul_dtype is not None and (impl == "scan" or reason is not None):
+        why = "impl='scan'" if impl == "scan" else reason
+        raise ValueError(
+            f"{where}: matmul_dtype={matmul_dtype!r} needs the fused path, which cannot run "
+            f"{why}. Drop matmul_dtype, or the option that forces the generic scan."
+        )
     if impl == "scan" or reason is not None:
         cell = functools.partial(
             step, **step_kwargs, input_mask=masks.input, recurrent_mask=masks.recurrent
@@ -170,6 +184,7 @@ def run_layer(
             input_mask=masks.input,
             reverse=go_backwards,
             unroll=unroll,
+            matmul_dtype=matmul_dtype,
         )
     xs = x if time_major else jnp.swapaxes(x, 0, 1)  # (T, B, I)
     if remat == "sqrt":
@@ -218,6 +233,9 @@ _LAYER_DOC = """Run a {kind} over a batch of sequences, as ``keras.layers.{keras
         remat: memory for gradients over long sequences: None (store every step's
             gate values), ``"step"`` (checkpoint each step; generic scan) or
             ``"sqrt"`` (checkpoint ~√T chunks: O(√T) stored steps). Same values.
+        matmul_dtype: mixed precision, e.g. ``jnp.bfloat16``: matmul inputs in this
+            dtype with accumulation, gates, carry and cell state in the parameters'
+            dtype (fused path only).
         {extra}
     Returns:
         The last output ``(B, H)`` (the final ``h``: for a zero-length sequence,
@@ -256,6 +274,7 @@ def simple_rnn(
     key=None,
     impl="auto",
     remat=None,
+    matmul_dtype=None,
 ):
     return run_layer(
         "simple_rnn",
@@ -276,6 +295,7 @@ def simple_rnn(
         key=key,
         impl=impl,
         remat=remat,
+        matmul_dtype=matmul_dtype,
     )
 
 
@@ -298,6 +318,7 @@ def lstm(
     key=None,
     impl="auto",
     remat=None,
+    matmul_dtype=None,
 ):
     return run_layer(
         "lstm",
@@ -318,6 +339,7 @@ def lstm(
         key=key,
         impl=impl,
         remat=remat,
+        matmul_dtype=matmul_dtype,
     )
 
 
@@ -341,6 +363,7 @@ def gru(
     key=None,
     impl="auto",
     remat=None,
+    matmul_dtype=None,
 ):
     return run_layer(
         "gru",
@@ -365,6 +388,7 @@ def gru(
         key=key,
         impl=impl,
         remat=remat,
+        matmul_dtype=matmul_dtype,
     )
 
 

@@ -206,3 +206,34 @@ def test_remat_sqrt_reduces_compiled_memory():
 
     full, sqrt = temp_bytes(None), temp_bytes("sqrt")
     assert sqrt < 0.5 * full, (full, sqrt)
+
+
+@pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "gru"])
+def test_bfloat16_matmuls_keep_float32_state_and_stay_close(name):
+    layer, cell, kw = LAYERS[name]
+    p, _, _ = make(cell, hidden=16)
+    x = jax.random.normal(jax.random.key(2), (B, 20, I))
+
+    def run(p, md):
+        return layer(p, x, return_sequences=True, return_state=True, matmul_dtype=md, seq_lengths=jnp.array([20, 9, 0]), **kw)
+
+    (seq, fin), (seq32, fin32) = run(p, jnp.bfloat16), run(p, None)
+    assert seq.dtype == jnp.float32 and all(v.dtype == jnp.float32 for v in jax.tree.leaves(fin))
+    err = float(jnp.abs(seq - seq32).max())
+    assert 0 < err < 0.1, err  # bf16 has an 8-bit mantissa: differs, but only slightly
+    loss = lambda p, md: jnp.sum(run(p, md)[0] ** 2)  # noqa: E731
+    g, g32 = jax.grad(loss)(p, jnp.bfloat16), jax.grad(loss)(p, None)
+    for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g32), strict=True):
+        assert a.dtype == jnp.float32
+        np.testing.assert_allclose(a, b, atol=0.05 * float(jnp.abs(b).max()) + 1e-3)
+
+
+def test_matmul_dtype_needs_the_fused_path():
+    p, _, _ = make("lstm")
+    x = jnp.ones((B, T, I))
+    with pytest.raises(ValueError, match="matmul_dtype='bfloat16' needs the fused path.*activations other"):
+        jaxrnn.lstm(p, x, activation="relu", matmul_dtype=jnp.bfloat16)
+    with pytest.raises(ValueError, match="impl='scan'"):
+        jaxrnn.lstm(p, x, impl="scan", matmul_dtype=jnp.bfloat16)
+    with pytest.raises(TypeError, match="not a floating dtype"):
+        jaxrnn.lstm(p, x, matmul_dtype=jnp.int8)

@@ -1,0 +1,33 @@
+"""Shared pieces of the fused recurrences: static loop options and matmuls."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class LoopOptions(NamedTuple):
+    """Static (hashable) options of a fused recurrence."""
+
+    reverse: bool = False
+    unroll: int | bool = 1
+    matmul_dtype: Any = None  # e.g. "bfloat16": matmul inputs in this dtype, f32 accumulation
+
+
+def cast(a: jax.Array, opts: LoopOptions) -> jax.Array:
+    """``a`` in the matmul dtype (unchanged when there is none)."""
+    return a if opts.matmul_dtype is None else a.astype(opts.matmul_dtype)
+
+
+def matmul(a: jax.Array, b_cast: jax.Array, opts: LoopOptions, out_dtype) -> jax.Array:
+    """``a @ b`` with ``b`` already cast; accumulates in ``out_dtype``."""
+    if opts.matmul_dtype is None:
+        return a @ b_cast
+    return jnp.matmul(cast(a, opts), b_cast, preferred_element_type=out_dtype)
+
+
+def sum_outer(h: jax.Array, d: jax.Array, opts: LoopOptions) -> jax.Array:
+    """``Σ_t h_tᵀ d_t`` over all ``T·B`` rows: one ``(H, T·B) @ (T·B, G·H)`` matmul."""
+    return jnp.einsum("tbh,tbg->hg", cast(h, opts), cast(d, opts), preferred_element_type=d.dtype)
