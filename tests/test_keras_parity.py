@@ -36,6 +36,7 @@ if keras.backend.backend() != "jax":
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import parity  # noqa: E402
 
 import jaxrnn  # noqa: E402
 from jaxrnn import LSTMState  # noqa: E402
@@ -54,33 +55,10 @@ B, T, F, H = 4, 6, 3, 4
 MAX_DIFF: dict[str, float] = collections.defaultdict(float)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _report_max_diffs(request):
-    yield
-    lines = ["", "max |jaxrnn - keras| per group (float32):"]
-    lines += [f"  {group:<30s} {MAX_DIFF[group]:.3e}" for group in sorted(MAX_DIFF)]
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-    if capman is not None:
-        with capman.global_and_fixture_disabled():
-            print("\n".join(lines))
-    else:  # pragma: no cover
-        print("\n".join(lines))
+_report_max_diffs = parity.max_diff_reporter(MAX_DIFF, "keras")
 
-
-# Eager, op-by-op execution: lax.scan runs as a Python loop over cached primitive
-# kernels instead of compiling one XLA program per call (~0.2 s each), which keeps
-# this module fast. The compiled path (jax.jit, Keras' scan) is covered by the
-# tests listed here, which run without this switch.
 COMPILED_TESTS = {"test_jit_compiled_matches_keras", "test_stacked_simple_rnn_sequential"}
-
-
-@pytest.fixture(autouse=True)
-def _eager_unless_compiled(request):
-    if request.function.__name__ in COMPILED_TESTS:
-        yield
-    else:
-        with jax.disable_jit():
-            yield
+_eager_unless_compiled = parity.eager_unless(COMPILED_TESTS)
 
 
 def assert_close(group, actual, expected, atol=ATOL, rtol=RTOL):

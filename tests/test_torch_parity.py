@@ -32,6 +32,7 @@ torch = pytest.importorskip("torch")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import parity  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
@@ -54,33 +55,10 @@ torch.set_num_threads(1)
 MAX_DIFF: dict[str, float] = collections.defaultdict(float)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _report_max_diffs(request):
-    yield
-    lines = ["", "max |jaxrnn - torch| per group (float32):"]
-    lines += [f"  {group:<24s} {MAX_DIFF[group]:.3e}" for group in sorted(MAX_DIFF)]
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-    if capman is not None:
-        with capman.global_and_fixture_disabled():
-            print("\n".join(lines))
-    else:  # pragma: no cover
-        print("\n".join(lines))
+_report_max_diffs = parity.max_diff_reporter(MAX_DIFF, "torch")
 
-
-# Eager, op-by-op execution: lax.scan runs as a Python loop over cached primitive
-# kernels instead of compiling one XLA program per configuration (~0.1-0.5 s each),
-# which keeps this module fast. The compiled path is covered by the jit tests
-# (section 6), which run without this switch.
 COMPILED_TESTS = {"test_jit_matches_torch", "test_jit_gradients_match_torch"}
-
-
-@pytest.fixture(autouse=True)
-def _eager_unless_compiled(request):
-    if request.function.__name__ in COMPILED_TESTS:
-        yield
-    else:
-        with jax.disable_jit():
-            yield
+_eager_unless_compiled = parity.eager_unless(COMPILED_TESTS)
 
 
 def np32(a) -> np.ndarray:
