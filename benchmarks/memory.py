@@ -43,6 +43,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # also when loaded by path from elsewhere (tests)
     sys.path.insert(0, str(HERE))
 
+from impls._common import write_report  # noqa: E402
 from impls.naive_scan import initial_carry, lstm_cell, scan_layer  # noqa: E402
 
 B, I, H = 16, 16, 64
@@ -169,14 +170,7 @@ def main(argv=None) -> int:
                     if float(jnp.max(jnp.abs(a - b))) > 1e-3 * scale:
                         problems.append(f"T={T}: gradients of {name} differ from jaxrnn's")
                         break
-    lines += [f"- {p}" for p in problems]
-    report = "\n".join(lines) + "\n"
-    print(report)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write(report)
-        print(f"appended to {args.out}", file=sys.stderr)
-    return 1 if problems else 0
+    return write_report(lines, problems, args.out)
 
 
 if __name__ == "__main__":

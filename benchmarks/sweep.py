@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from impls._common import write_report
 
 import jaxrnn
 
@@ -207,14 +208,7 @@ def main(argv=None) -> int:
         print(lines[-1], file=sys.stderr, flush=True)
         if not r["early_diff"] < EARLY_TOL:
             problems.append(f"{w.name}, N={w.n_configs}: vmapped and sequential losses differ")
-    lines += [f"- {p}" for p in problems]
-    report = "\n".join(lines) + "\n"
-    print(report)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write(report)
-        print(f"appended to {args.out}", file=sys.stderr)
-    return 1 if problems else 0
+    return write_report(lines, problems, args.out)
 
 
 if __name__ == "__main__":

@@ -65,3 +65,17 @@ def zrn_to_rzn(a) -> np.ndarray:
 def sizes(weights) -> tuple[int, int]:
     """``(input_size, hidden_size)`` of reference weights."""
     return weights.kernel.shape[0], weights.recurrent_kernel.shape[0]
+
+
+def write_report(lines: list[str], problems: list[str], out: str | None) -> int:
+    """Print the report (appending it to ``out`` if given); exit status 1 on problems."""
+    import sys
+
+    lines = lines + [f"- {p}" for p in problems]
+    report = "\n".join(lines) + "\n"
+    print(report)
+    if out:
+        with open(out, "a") as f:
+            f.write(report)
+        print(f"appended to {out}", file=sys.stderr)
+    return 1 if problems else 0
