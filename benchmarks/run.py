@@ -2,6 +2,7 @@
 
     python benchmarks/run.py [--quick] [--cells lstm,gru,rnn] [--out benchmarks/RESULTS.md]
                              [--png ratios.png] [--json results.json] [--impls scan,torch]
+                             [--shapes 1,2]
 
 For each cell (SimpleRNN, LSTM, GRU) and shape (B, T, I, H) two things are timed:
 
@@ -472,6 +473,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=None, help="timed calls (20; quick: 3)")
     ap.add_argument("--budget", type=float, default=None, help="s per measurement (10; quick: 1)")
     ap.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads")
+    ap.add_argument(
+        "--shapes", default=None, help="1-based indices into the shape list, e.g. 1,2,4"
+    )
     args = ap.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)
     args.repeats = args.repeats or (3 if args.quick else 20)
@@ -490,6 +494,11 @@ def main(argv=None) -> int:
     if only is not None and only - set(impls):
         notes.append(f"--impls: not available: {', '.join(sorted(only - set(impls)))}")
     shapes = QUICK_SHAPES if args.quick else SHAPES
+    if args.shapes:
+        try:
+            shapes = [shapes[int(i) - 1] for i in args.shapes.split(",")]
+        except (ValueError, IndexError):
+            ap.error(f"--shapes takes indices from 1 to {len(shapes)}, got {args.shapes!r}")
     threads = torch_threads(args.torch_threads)
     for note in notes:
         log(note)

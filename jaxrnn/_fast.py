@@ -1,8 +1,8 @@
 """Dispatch from the layer functions to the fused recurrences (``_fast_*``).
 
-The fused path hoists the input projection ``x W + b`` out of the loop (one
-``(T·B, I) @ (I, G·H)`` matmul), keeps only ``h U`` and the gate arithmetic in
-the loop, and uses hand-written backward passes. It covers the default
+The fused path hoists the input projection ``x W`` out of the loop (one
+``(T·B, I) @ (I, G·H)`` matmul), keeps only ``h U``, the bias and the gate
+arithmetic in the loop, and uses hand-written backward passes. It covers the default
 activations, lengths/masks, reverse, input dropout with a shared mask, any
 ``unroll``; everything else (custom activations, recurrent dropout, the
 reset-before GRU) runs the generic scan of the step functions, which computes
@@ -90,19 +90,20 @@ def fast_segment(
     if input_mask is not None:
         xs = xs * input_mask
     xw = matmul(xs, cast(params.kernel, opts), opts, dtype)  # (T, B, G·H), hoisted
-    if params.bias is not None:
-        xw = xw + params.bias
+    b = params.bias
+    if b is None:
+        b = jnp.zeros(xw.shape[-1], dtype)
     m = None if valid is None else valid[..., None]  # (T, B, 1)
     u = params.recurrent_kernel
     if step is lstm_step:
-        ys, h, c = lstm_recurrence(xw, u, carry.h, carry.c, m, opts)
+        ys, h, c = lstm_recurrence(xw, u, b, carry.h, carry.c, m, opts)
         return LSTMState(h, c), ys
     if step is gru_step:
         rb = params.recurrent_bias
         if rb is None:
             rb = jnp.zeros(xw.shape[-1], dtype)
-        ys, h = gru_recurrence(xw, u, rb, carry, m, opts)
+        ys, h = gru_recurrence(xw, u, b, rb, carry, m, opts)
         return h, ys
     name = _rnn_activation_name(_act(step_kwargs, "activation", "tanh", "simple_rnn"))
-    ys, h = rnn_recurrence(xw, u, carry, m, name, opts)
+    ys, h = rnn_recurrence(xw, u, b, carry, m, name, opts)
     return h, ys

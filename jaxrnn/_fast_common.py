@@ -31,3 +31,18 @@ def matmul(a: jax.Array, b_cast: jax.Array, opts: LoopOptions, out_dtype) -> jax
 def sum_outer(h: jax.Array, d: jax.Array, opts: LoopOptions) -> jax.Array:
     """``Σ_t h_tᵀ d_t`` over all ``T·B`` rows: one ``(H, T·B) @ (T·B, G·H)`` matmul."""
     return jnp.einsum("tbh,tbg->hg", cast(h, opts), cast(d, opts), preferred_element_type=d.dtype)
+
+
+def previous(carries: jax.Array, first: jax.Array, reverse: bool) -> jax.Array:
+    """The carry *before* each step, from the carries after each step ``(T, ...)``.
+
+    Forward: ``[first, carries[0], ..., carries[T-2]]``; in reverse (step ``t``
+    follows step ``t + 1``): ``[carries[1], ..., carries[T-1], first]``. Saving the
+    carry sequence once and shifting it after the loop costs one copy instead of
+    one more stacked output per step.
+    """
+    if carries.shape[0] == 0:
+        return carries
+    if reverse:
+        return jnp.concatenate([carries[1:], first[None]], axis=0)
+    return jnp.concatenate([first[None], carries[:-1]], axis=0)

@@ -1,10 +1,12 @@
 """The fast reset-after GRU recurrence with a hand-written backward pass.
 
-``gru_recurrence(xw, U, rb, h0, mask, opts)`` runs the loop over a time-major
-projected input ``xw = x W + b`` (gates z, r, n). The custom VJP scans
+``gru_recurrence(xw, U, b, rb, h0, mask, opts)`` runs the loop over a
+time-major projected input ``xw = x W`` (gates z, r, n); the input bias ``b`` is
+added inside the loop, where it fuses into the gate arithmetic. The custom VJP scans
 backwards carrying only ``dh``, emits the input-side and recurrent-side
 pre-activation gradients per step, and forms ``dU`` and the recurrent-bias
-gradient as one matmul / sum over all ``T·B`` rows after the loop.
+gradient as one matmul / sum over all ``T·B`` rows after the loop, and the input
+bias gradient as one sum.
 """
 
 from __future__ import annotations
@@ -14,41 +16,47 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from ._fast_common import LoopOptions, cast, matmul, sum_outer
+from ._fast_common import LoopOptions, cast, matmul, previous, sum_outer
 
 
-def _forward(xw, u, rb, h0, mask, opts: LoopOptions, save: bool):
+def _forward(xw, u, b, rb, h0, mask, opts: LoopOptions, save: bool):
+    """Carries ``hs`` after each step (T, B, H) and, with ``save``, the gates
+    ``z, r, n`` (T, B, 3H) and the recurrent candidate term ``h U_n + b_hn`` (T, B, H)."""
     half = jnp.asarray(0.5, xw.dtype)
     u_c = cast(u, opts)
 
     def body(h, inp):
         xw_t, m = inp
+        xw_t = xw_t + b
         k = 2 * h.shape[-1]
         ah = matmul(h, u_c, opts, xw_t.dtype) + rb
         h_n = ah[..., k:]
         # σ(a) = (1 + tanh(a / 2)) / 2: one tanh for both gates (see _fast_lstm)
-        t_z, t_r = jnp.split(jnp.tanh(half * (xw_t[..., :k] + ah[..., :k])), 2, axis=-1)
-        z, r = half + half * t_z, half + half * t_r
+        zr = half + half * jnp.tanh(half * (xw_t[..., :k] + ah[..., :k]))
+        z, r = jnp.split(zr, 2, axis=-1)
         n = jnp.tanh(xw_t[..., k:] + r * h_n)
         h_new = n + z * (h - n)
-        y = h_new if m is None else jnp.where(m, h_new, 0)
-        h_next = h_new if m is None else jnp.where(m, h_new, h)
-        return h_next, (y, (h, z, r, n, h_n) if save else None)
+        if m is not None:
+            h_new = jnp.where(m, h_new, h)
+        saved = (jnp.concatenate([zr, n], axis=-1), h_n) if save else None
+        return h_new, (h_new, saved)
 
-    h, (ys, res) = jax.lax.scan(body, h0, (xw, mask), reverse=opts.reverse, unroll=opts.unroll)
-    return ys, h, res
+    h, (hs, saved) = jax.lax.scan(body, h0, (xw, mask), reverse=opts.reverse, unroll=opts.unroll)
+    ys = hs if mask is None else jnp.where(mask, hs, 0)
+    return ys, h, (hs, saved)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
-def gru_recurrence(xw, u, rb, h0, mask, opts: LoopOptions):
-    """``(ys, h_T)``; ``xw`` (T, B, 3H), ``rb`` (3H,), ``mask`` (T, B, 1) bool or None."""
-    ys, h, _ = _forward(xw, u, rb, h0, mask, opts, save=False)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
+def gru_recurrence(xw, u, b, rb, h0, mask, opts: LoopOptions):
+    """``(ys, h_T)``; ``xw`` (T, B, 3H), ``b``, ``rb`` (3H,), ``mask`` (T, B, 1) bool or None."""
+    ys, h, _ = _forward(xw, u, b, rb, h0, mask, opts, save=False)
     return ys, h
 
 
-def _fwd(xw, u, rb, h0, mask, opts):
-    ys, h, res = _forward(xw, u, rb, h0, mask, opts, save=True)
-    return (ys, h), (u, mask, res)
+def _fwd(xw, u, b, rb, h0, mask, opts):
+    ys, h, (hs, (zrn, h_n)) = _forward(xw, u, b, rb, h0, mask, opts, save=True)
+    h_prev = previous(hs, h0, opts.reverse)  # (T, B, H): the carries each step read
+    return (ys, h), (u, mask, (h_prev, zrn, h_n))
 
 
 def _bwd(opts, saved, cotangents):
@@ -57,7 +65,8 @@ def _bwd(opts, saved, cotangents):
     u_t = cast(u.T, opts)
 
     def body(dh, inp):
-        dy, m, (h_prev, z, r, n, h_n) = inp
+        dy, m, (h_prev, zrn, h_n) = inp
+        z, r, n = jnp.split(zrn, 3, axis=-1)
         dh_new = dh + dy if m is None else jnp.where(m, dh + dy, 0)
         da_n = dh_new * (1 - z) * (1 - n * n)
         da_z = dh_new * (h_prev - n) * z * (1 - z)
@@ -72,7 +81,7 @@ def _bwd(opts, saved, cotangents):
     dh0, (dax, dah) = jax.lax.scan(
         body, dh_T, (dys, mask, res), reverse=not opts.reverse, unroll=opts.unroll
     )
-    return dax, sum_outer(res[0], dah, opts), dah.sum(axis=(0, 1)), dh0, None
+    return dax, sum_outer(res[0], dah, opts), dax.sum(axis=(0, 1)), dah.sum(axis=(0, 1)), dh0, None
 
 
 gru_recurrence.defvjp(_fwd, _bwd)

@@ -1,7 +1,8 @@
 """The fast simple-RNN recurrence with a hand-written backward pass.
 
-``rnn_recurrence(xw, U, h0, mask, activation, opts)`` runs
-``h' = act(xw_t + h U)`` over a time-major projected input. Supported
+``rnn_recurrence(xw, U, b, h0, mask, activation, opts)`` runs
+``h' = act(xw_t + b + h U)`` over a time-major projected input ``xw = x W``
+(the bias is added inside the loop, where it fuses). Supported
 activations are those whose derivative is a function of their output
 (tanh, relu, sigmoid, linear); the custom VJP scans backwards carrying ``dh``
 and forms ``dU`` as one matmul after the loop.
@@ -14,7 +15,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from ._fast_common import LoopOptions, cast, matmul, sum_outer
+from ._fast_common import LoopOptions, cast, matmul, previous, sum_outer
 
 # activation name -> (f, f' expressed through y = f(a))
 ACTIVATIONS = {
@@ -25,31 +26,37 @@ ACTIVATIONS = {
 }
 
 
-def _forward(xw, u, h0, mask, activation, opts: LoopOptions, save: bool):
+def _forward(xw, u, b, h0, mask, activation, opts: LoopOptions, save: bool):
+    """Carries ``hs`` after each step (T, B, H) and, with ``save`` and a mask, the
+    unmasked new states (without a mask they are the carries)."""
     act = ACTIVATIONS[activation][0]
     u_c = cast(u, opts)
 
     def body(h, inp):
         xw_t, m = inp
-        h_new = act(xw_t + matmul(h, u_c, opts, xw_t.dtype))
-        y = h_new if m is None else jnp.where(m, h_new, 0)
-        h_next = h_new if m is None else jnp.where(m, h_new, h)
-        return h_next, (y, (h, h_new) if save else None)
+        h_new = act(xw_t + b + matmul(h, u_c, opts, xw_t.dtype))
+        if m is None:
+            return h_new, (h_new, None)
+        return jnp.where(m, h_new, h), (jnp.where(m, h_new, h), h_new if save else None)
 
-    h, (ys, res) = jax.lax.scan(body, h0, (xw, mask), reverse=opts.reverse, unroll=opts.unroll)
-    return ys, h, res
+    h, (hs, h_new) = jax.lax.scan(
+        body, h0, (xw, mask), reverse=opts.reverse, unroll=opts.unroll
+    )
+    ys = hs if mask is None else jnp.where(mask, hs, 0)
+    return ys, h, (hs, hs if h_new is None else h_new)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
-def rnn_recurrence(xw, u, h0, mask, activation: str, opts: LoopOptions):
-    """``(ys, h_T)``; ``xw`` (T, B, H), ``mask`` (T, B, 1) bool or None."""
-    ys, h, _ = _forward(xw, u, h0, mask, activation, opts, save=False)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
+def rnn_recurrence(xw, u, b, h0, mask, activation: str, opts: LoopOptions):
+    """``(ys, h_T)``; ``xw`` (T, B, H), ``b`` (H,), ``mask`` (T, B, 1) bool or None."""
+    ys, h, _ = _forward(xw, u, b, h0, mask, activation, opts, save=False)
     return ys, h
 
 
-def _fwd(xw, u, h0, mask, activation, opts):
-    ys, h, res = _forward(xw, u, h0, mask, activation, opts, save=True)
-    return (ys, h), (u, mask, res)
+def _fwd(xw, u, b, h0, mask, activation, opts):
+    ys, h, (hs, h_new) = _forward(xw, u, b, h0, mask, activation, opts, save=True)
+    h_prev = previous(hs, h0, opts.reverse)  # (T, B, H): the carries each step read
+    return (ys, h), (u, mask, (h_prev, h_new))
 
 
 def _bwd(activation, opts, saved, cotangents):
@@ -70,7 +77,7 @@ def _bwd(activation, opts, saved, cotangents):
     dh0, das = jax.lax.scan(
         body, dh_T, (dys, mask, res), reverse=not opts.reverse, unroll=opts.unroll
     )
-    return das, sum_outer(res[0], das, opts), dh0, None
+    return das, sum_outer(res[0], das, opts), das.sum(axis=(0, 1)), dh0, None
 
 
 rnn_recurrence.defvjp(_fwd, _bwd)
