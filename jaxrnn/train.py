@@ -1,0 +1,705 @@
+"""Optax training for functional models: a jitted train step and a Keras-like ``fit``.
+
+A model here is any pure function of a parameter pytree; training needs only a
+loss ``loss_fn(params, x, y, key) -> scalar``, where ``key`` is a fresh
+``jax.random`` key per step during training (for dropout) and ``None`` during
+evaluation (the jaxrnn convention: the key is the training switch)::
+
+    def loss_fn(params, x, y, key):
+        h = jaxrnn.lstm(params.cell, x, dropout=0.1, key=key)   # (B, H)
+        return jnp.mean((h @ params.w - y) ** 2)
+
+This module imports optax (``import jaxrnn`` alone does not). Progress bars use
+``tqdm`` when it is installed and ``History.plot`` uses ``matplotlib``; neither
+is required.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+__all__ = [
+    "EarlyStopping",
+    "History",
+    "TrainState",
+    "evaluate",
+    "fit",
+    "get_optimizer",
+    "make_eval_step",
+    "make_train_step",
+]
+
+LossFn = Callable[[Any, Any, Any, Any], jax.Array]
+MetricFn = Callable[[Any, Any, Any], jax.Array]
+
+# Keras' default learning rates for the optimizers it names the same way.
+KERAS_DEFAULTS = {
+    "adam": 1e-3,
+    "adamw": 1e-3,
+    "adamax": 1e-3,
+    "nadam": 1e-3,
+    "adagrad": 1e-3,
+    "rmsprop": 1e-3,
+    "lion": 1e-3,
+    "sgd": 1e-2,
+}
+
+
+class TrainState(NamedTuple):
+    """Everything a training step changes, as one pytree."""
+
+    params: Any  # the model's parameter pytree
+    opt_state: Any  # the optimizer's state (an optax state pytree)
+    step: jax.Array  # shape=(), dtype=int32: updates applied so far
+
+    @classmethod
+    def create(cls, params: Any, optimizer: optax.GradientTransformation | str) -> TrainState:
+        """A fresh state: ``TrainState(params, optimizer.init(params), 0)``.
+
+        Example:
+            >>> s = TrainState.create({"w": jnp.zeros(3)}, "sgd")
+            >>> int(s.step)
+            0
+        """
+        tx = get_optimizer(optimizer)
+        return cls(params, tx.init(params), jnp.zeros((), jnp.int32))
+
+
+def get_optimizer(optimizer: optax.GradientTransformation | str) -> optax.GradientTransformation:
+    """An optax optimizer, given as itself or by a Keras name with Keras' default learning rate.
+
+    Names: ``"adam"``, ``"adamw"``, ``"adamax"``, ``"nadam"``, ``"adagrad"``,
+    ``"rmsprop"``, ``"lion"`` (learning rate ``1e-3``) and ``"sgd"`` (``1e-2``),
+    i.e. ``getattr(optax, name)(learning_rate)``.
+
+    Raises:
+        ValueError: an unknown name. TypeError: neither a name nor an optax transformation.
+
+    Example:
+        >>> tx = get_optimizer("adam")
+        >>> type(tx).__name__
+        'GradientTransformationExtraArgs'
+    """
+    if isinstance(optimizer, str):
+        name = optimizer.lower()
+        if name not in KERAS_DEFAULTS:
+            raise ValueError(
+                f"get_optimizer: unknown optimizer name {optimizer!r}; known names: "
+                f"{sorted(KERAS_DEFAULTS)}. For other settings pass an optax optimizer, "
+                "e.g. optax.adam(3e-4)."
+            )
+        return getattr(optax, name)(KERAS_DEFAULTS[name])
+    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+        raise TypeError(
+            "get_optimizer: optimizer must be an optax GradientTransformation (e.g. "
+            f"optax.adam(1e-3)) or a name such as 'adam', got {type(optimizer).__name__}."
+        )
+    return optimizer
+
+
+def _check_metrics(metrics: Mapping[str, MetricFn] | None, where: str) -> dict[str, MetricFn]:
+    metrics = dict(metrics or {})
+    for name, fn in metrics.items():
+        if not isinstance(name, str) or not callable(fn):
+            raise TypeError(
+                f"{where}: metrics must map names to functions fn(params, x, y) -> scalar, got "
+                f"{name!r}: {type(fn).__name__}."
+            )
+        if name in ("loss", "grad_norm") or name.startswith("val_"):
+            raise ValueError(
+                f"{where}: metric name {name!r} is reserved ('loss', 'grad_norm' and the "
+                "'val_' prefix are fit's own); rename it."
+            )
+    return metrics
+
+
+def _check_clipnorm(clipnorm: float | None, where: str) -> None:
+    if clipnorm is not None and not (isinstance(clipnorm, (int, float)) and clipnorm > 0):
+        raise ValueError(
+            f"{where}: clipnorm={clipnorm!r}; it must be a positive number (the largest "
+            "global gradient norm kept), or None for no clipping."
+        )
+
+
+def _scalar(value: Any, what: str, where: str) -> jax.Array:
+    if np.shape(value) != ():
+        raise ValueError(
+            f"{where}: {what} must return a scalar, got shape {tuple(np.shape(value))}. Reduce "
+            "it, e.g. with .mean() or jaxrnn.losses.mse(..., reduction='mean')."
+        )
+    return value
+
+
+def _global_norm(tree: Any) -> jax.Array:
+    """``sqrt(sum of squares of every leaf)``, the norm ``clip_by_global_norm`` uses."""
+    leaves = jax.tree.leaves(tree)
+    return (
+        jnp.sqrt(sum(jnp.sum(jnp.square(jnp.abs(g))) for g in leaves)) if leaves else jnp.zeros(())
+    )
+
+
+def apply_gradients(
+    tx: optax.GradientTransformation, state: TrainState, grads: Any, clipnorm: float | None
+) -> tuple[TrainState, jax.Array]:
+    """One optimizer update; returns the new state and the *unclipped* global gradient norm."""
+    grad_norm = _global_norm(grads)
+    if clipnorm is not None:  # the same as optax.chain(optax.clip_by_global_norm(c), tx)
+        grads, _ = optax.clip_by_global_norm(clipnorm).update(grads, optax.EmptyState())
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    return TrainState(params, opt_state, state.step + 1), grad_norm
+
+
+def make_train_step(
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation | str,
+    *,
+    metrics: Mapping[str, MetricFn] | None = None,
+    clipnorm: float | None = None,
+    jit: bool = True,
+) -> Callable[[TrainState, Any, Any], tuple[TrainState, dict[str, jax.Array]]]:
+    """A pure training step ``step(state, batch, key) -> (state, metrics)``.
+
+    With ``(x, y) = batch``::
+
+        loss, g = value_and_grad(loss_fn)(state.params, x, y, key)
+        g = g * min(1, clipnorm / ||g||)          # only if clipnorm (global norm)
+        updates, opt_state = optimizer.update(g, state.opt_state, state.params)
+        state = TrainState(params + updates, opt_state, state.step + 1)
+        metrics = {"loss": loss, "grad_norm": ||g|| (before clipping),
+                   name: fn(old params, x, y) for each metric}
+
+    Clipping is ``optax.clip_by_global_norm(clipnorm)`` applied before the
+    optimizer, so the state (and ``opt_state``) is the optimizer's own whether or
+    not you clip. Metrics see the parameters the loss saw (before the update).
+
+    Args:
+        loss_fn: ``loss_fn(params, x, y, key) -> scalar``.
+        optimizer: an optax optimizer or a Keras name (see ``get_optimizer``).
+        metrics: ``{name: fn(params, x, y) -> scalar}``.
+        clipnorm: clip gradients to this global norm (Keras' ``clipnorm``).
+        jit: compile the step with ``jax.jit`` (default).
+
+    Returns:
+        The step function; ``TrainState.create(params, optimizer)`` makes its first state.
+
+    Example:
+        >>> loss = lambda p, x, y, key: jnp.mean((x * p - y) ** 2)
+        >>> step = make_train_step(loss, optax.sgd(0.1))
+        >>> s = TrainState.create(jnp.array(0.0), optax.sgd(0.1))
+        >>> for _ in range(50):
+        ...     s, m = step(s, (jnp.arange(4.0), 2 * jnp.arange(4.0)), None)
+        >>> round(float(s.params), 3), int(s.step)
+        (2.0, 50)
+    """
+    where = "make_train_step"
+    tx = get_optimizer(optimizer)
+    metrics = _check_metrics(metrics, where)
+    _check_clipnorm(clipnorm, where)
+
+    def step(state: TrainState, batch: Any, key: Any) -> tuple[TrainState, dict[str, jax.Array]]:
+        x, y = batch
+
+        def loss(params):
+            return _scalar(loss_fn(params, x, y, key), "loss_fn", "train step")
+
+        value, grads = jax.value_and_grad(loss)(state.params)
+        out = {"loss": value}
+        for name, fn in metrics.items():
+            out[name] = _scalar(fn(state.params, x, y), f"metric {name!r}", "train step")
+        new_state, out["grad_norm"] = apply_gradients(tx, state, grads, clipnorm)
+        return new_state, out
+
+    return jax.jit(step) if jit else step
+
+
+def make_eval_step(
+    loss_fn: LossFn, *, metrics: Mapping[str, MetricFn] | None = None, jit: bool = True
+) -> Callable[[Any, Any], dict[str, jax.Array]]:
+    """A pure evaluation step ``eval_step(params, (x, y)) -> {"loss": ..., name: ...}``.
+
+    The loss is called with ``key=None`` (inference: no dropout).
+
+    Example:
+        >>> ev = make_eval_step(lambda p, x, y, key: jnp.mean((x * p - y) ** 2))
+        >>> float(ev(jnp.array(2.0), (jnp.ones(3), jnp.ones(3)))["loss"])
+        1.0
+    """
+    metrics = _check_metrics(metrics, "make_eval_step")
+
+    def eval_step(params: Any, batch: Any) -> dict[str, jax.Array]:
+        x, y = batch
+        out = {"loss": _scalar(loss_fn(params, x, y, None), "loss_fn", "eval step")}
+        for name, fn in metrics.items():
+            out[name] = _scalar(fn(params, x, y), f"metric {name!r}", "eval step")
+        return out
+
+    return jax.jit(eval_step) if jit else eval_step
+
+
+class EarlyStopping(NamedTuple):
+    """Stop ``fit`` when a monitored quantity stops improving (Keras' ``EarlyStopping``).
+
+    After each epoch, with ``best`` the best value so far::
+
+        improved = value < best - min_delta     (mode "min"; "max": value > best + min_delta)
+        wait = 0 if improved else wait + 1
+        stop if wait >= patience and this is not the first epoch
+
+    so ``patience=0`` stops at the first epoch that does not improve (never the
+    first epoch). ``restore_best=True`` returns the parameters (and optimizer
+    state) of the best epoch at the end of training, whether or not it stopped
+    early. ``mode="auto"`` is ``"max"`` when the name contains ``"acc"``, else ``"min"``.
+
+    Example:
+        >>> EarlyStopping(patience=3).monitor
+        'val_loss'
+    """
+
+    monitor: str = "val_loss"
+    patience: int = 0
+    min_delta: float = 0.0
+    mode: str = "auto"
+    restore_best: bool = False
+
+
+class History:
+    """Per-epoch logs of ``fit``, as Keras' ``History``.
+
+    Attributes:
+        history: ``{name: [value per epoch]}`` with ``"loss"``, each metric, and
+            ``"val_loss"``/``"val_<metric>"`` when there is validation data.
+        epoch: the epoch indices run (0-based).
+        stopped_epoch: the epoch at which early stopping stopped training, else None.
+        best_epoch: the best epoch of the early-stopping monitor, else None.
+
+    Example:
+        >>> h = History()
+        >>> h.append(0, {"loss": 1.0})
+        >>> h["loss"], h.epoch
+        ([1.0], [0])
+    """
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+        self.stopped_epoch: int | None = None
+        self.best_epoch: int | None = None
+
+    def append(self, epoch: int, logs: Mapping[str, float]) -> None:
+        """Record one epoch's logs."""
+        self.epoch.append(epoch)
+        for name, value in logs.items():
+            self.history.setdefault(name, []).append(float(value))
+
+    def __getitem__(self, name: str) -> list[float]:
+        return self.history[name]
+
+    def __repr__(self) -> str:
+        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
+
+    def plot(self, keys: list[str] | None = None, ax: Any = None) -> Any:
+        """Plot the logged curves against the epoch with matplotlib; returns the Axes.
+
+        Args:
+            keys: names to plot (default: all).
+            ax: a matplotlib Axes to draw on (default: a new figure).
+
+        Raises:
+            ImportError: matplotlib is not installed (``pip install matplotlib``).
+            KeyError: an unknown key.
+        """
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as e:
+            raise ImportError(
+                "History.plot needs matplotlib, which is not installed: pip install matplotlib "
+                "(or plot history.history yourself)."
+            ) from e
+        keys = list(self.history) if keys is None else list(keys)
+        for k in keys:
+            if k not in self.history:
+                raise KeyError(f"History.plot: no key {k!r}; recorded: {list(self.history)}.")
+        if ax is None:
+            _, ax = plt.subplots()
+        epochs = [e + 1 for e in self.epoch]
+        for k in keys:
+            ax.plot(epochs, self.history[k], marker="o", label=k)
+        ax.set_xlabel("epoch")
+        ax.legend()
+        return ax
+
+
+# --- data ---------------------------------------------------------------------------------
+
+
+def _as_numpy(tree: Any, arg: str, where: str) -> tuple[Any, int]:
+    """Leaves as NumPy arrays; returns the tree and the common number of examples."""
+    tree = jax.tree.map(np.asarray, tree)
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        raise ValueError(f"{where}: {arg} holds no arrays.")
+    sizes = set()
+    for leaf in leaves:
+        if leaf.ndim == 0:
+            raise ValueError(
+                f"{where}: {arg} has a 0-d array; every array needs a leading example axis, "
+                "e.g. (examples, time, features)."
+            )
+        sizes.add(leaf.shape[0])
+    if len(sizes) > 1:
+        shapes = [leaf.shape for leaf in leaves]
+        raise ValueError(
+            f"{where}: the arrays in {arg} have different numbers of examples: shapes {shapes}. "
+            "They must agree on the first (example) axis."
+        )
+    return tree, sizes.pop()
+
+
+def _check_xy(x: Any, y: Any, where: str, prefix: str = "") -> tuple[Any, Any, int]:
+    x, n = _as_numpy(x, f"{prefix}x", where)
+    y, m = _as_numpy(y, f"{prefix}y", where)
+    if n != m:
+        xs = [leaf.shape for leaf in jax.tree.leaves(x)]
+        ys = [leaf.shape for leaf in jax.tree.leaves(y)]
+        raise ValueError(
+            f"{where}: {prefix}x and {prefix}y have different numbers of examples: {prefix}x "
+            f"has {n} (shape {xs[0] if len(xs) == 1 else xs}), {prefix}y has {m} (shape "
+            f"{ys[0] if len(ys) == 1 else ys}). They must agree on the first axis: one target "
+            "per input sequence."
+        )
+    if n == 0:
+        raise ValueError(f"{where}: {prefix}x and {prefix}y hold no examples (first axis is 0).")
+    return x, y, n
+
+
+def _take(tree: Any, idx: np.ndarray) -> Any:
+    return jax.tree.map(lambda a: a[idx], tree)
+
+
+def _check_batch_size(batch_size: Any, where: str, arg: str = "batch_size") -> None:
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
+    ):
+        raise ValueError(
+            f"{where}: {arg}={batch_size!r}; it must be an integer >= 1 (examples per step), "
+            "e.g. 32."
+        )
+
+
+def _batches(n: int, batch_size: int, drop_remainder: bool) -> list[slice]:
+    stop = (n // batch_size) * batch_size if drop_remainder else n
+    return [slice(i, min(i + batch_size, stop)) for i in range(0, stop, batch_size)]
+
+
+def _run_eval(eval_step, params, x, y, n, batch_size) -> dict[str, float]:
+    sums: dict[str, Any] = {}
+    for sl in _batches(n, batch_size, False):
+        idx = np.arange(n)[sl]
+        out = eval_step(params, (_take(x, idx), _take(y, idx)))
+        w = len(idx)
+        for k, v in out.items():
+            sums[k] = sums.get(k, 0.0) + v * w
+    return {k: float(v) / n for k, v in sums.items()}
+
+
+def evaluate(
+    loss_fn: LossFn,
+    params: Any,
+    x: Any,
+    y: Any,
+    *,
+    batch_size: int = 32,
+    metrics: Mapping[str, MetricFn] | None = None,
+) -> dict[str, float]:
+    """The loss and metrics over a data set, in batches, in inference mode (``key=None``).
+
+    Each value is the example-weighted mean of the per-batch values,
+    ``sum_batches |batch| value(batch) / n``: exact for per-example means (the
+    last, smaller batch gets its true weight).
+
+    Args:
+        loss_fn: ``loss_fn(params, x, y, key) -> scalar``.
+        params: parameters (or a ``TrainState``).
+        x, y: arrays (or pytrees of arrays) with a leading example axis.
+        batch_size: examples per evaluation step.
+        metrics: ``{name: fn(params, x, y) -> scalar}``.
+
+    Returns:
+        ``{"loss": ..., name: ...}`` as Python floats.
+
+    Example:
+        >>> loss = lambda p, x, y, key: jnp.mean((x * p - y) ** 2)
+        >>> evaluate(loss, jnp.array(1.0), np.ones((5, 2)), np.zeros((5, 2)), batch_size=2)
+        {'loss': 1.0}
+    """
+    where = "evaluate"
+    _check_batch_size(batch_size, where)
+    x, y, n = _check_xy(x, y, where)
+    if isinstance(params, TrainState):
+        params = params.params
+    return _run_eval(make_eval_step(loss_fn, metrics=metrics), params, x, y, n, batch_size)
+
+
+# --- fit ----------------------------------------------------------------------------------
+
+
+def _format(logs: Mapping[str, float]) -> str:
+    return " - ".join(f"{k}: {v:.4g}" for k, v in logs.items())
+
+
+def _tqdm():
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm
+
+
+def fit(
+    loss_fn: LossFn,
+    params: Any,
+    optimizer: optax.GradientTransformation | str,
+    x: Any,
+    y: Any,
+    *,
+    key: Any,
+    epochs: int = 1,
+    batch_size: int = 32,
+    validation_data: tuple[Any, Any] | None = None,
+    validation_batch_size: int | None = None,
+    metrics: Mapping[str, MetricFn] | None = None,
+    clipnorm: float | None = None,
+    early_stopping: EarlyStopping | None = None,
+    shuffle: bool = True,
+    drop_remainder: bool = False,
+    verbose: int = 1,
+) -> tuple[Any, History]:
+    """Train ``params`` on ``(x, y)`` with an optax optimizer, as Keras' ``model.fit``.
+
+    The loop, with ``step = make_train_step(loss_fn, optimizer, clipnorm=...)``::
+
+        for epoch in range(epochs):
+            k = fold_in(key, epoch); k_shuffle, k_steps = split(k)
+            order = permutation(k_shuffle, n) if shuffle else arange(n)
+            for i, batch in enumerate(batches of order):      # batch_size examples each
+                state, m = step(state, batch, fold_in(k_steps, i))
+            logs = example-weighted means of loss and metrics over the epoch
+            logs |= val_loss, val_<metric> on validation_data (key=None)
+            history.append(logs); early stopping may stop here
+
+    Batches: the last partial batch (``n % batch_size`` examples) is **kept** as
+    its own, smaller batch (as Keras), so each epoch sees every example once.
+    Its shape is the same every epoch, so the step compiles at most twice in
+    total (full batches and the remainder), never once per epoch;
+    ``drop_remainder=True`` drops it (one compile, ``n // batch_size`` steps).
+    The same ``key`` gives bit-identical results.
+
+    Args:
+        loss_fn: ``loss_fn(params, x, y, key) -> scalar``; ``key`` is a per-step key
+            in training (for dropout), ``None`` in evaluation.
+        params: the initial parameter pytree, or a ``TrainState`` to resume from
+            (its ``opt_state`` must come from the same optimizer).
+        optimizer: an optax optimizer or a Keras name (``"adam"``, ``"sgd"``, ...).
+        x, y: NumPy (or JAX) arrays, or pytrees of them, with a leading example axis.
+        key: a ``jax.random`` key for shuffling and the per-step keys (required).
+        epochs: passes over the data.
+        batch_size: examples per step.
+        validation_data: ``(x_val, y_val)``, evaluated after every epoch.
+        validation_batch_size: defaults to ``batch_size``.
+        metrics: ``{name: fn(params, x, y) -> scalar}``, logged as ``name`` and ``val_name``.
+        clipnorm: clip gradients to this global norm (``optax.clip_by_global_norm``).
+        early_stopping: an ``EarlyStopping``.
+        shuffle: reshuffle the examples every epoch.
+        drop_remainder: drop the last partial batch.
+        verbose: 0 silent; 1 a tqdm progress bar per epoch with loss and metrics
+            (one line per epoch if tqdm is not installed); 2 one line per epoch.
+
+    Returns:
+        ``(params, history)``; ``(TrainState, history)`` when ``params`` was a ``TrainState``.
+
+    Raises:
+        ValueError: mismatched example counts, bad ``batch_size``/``epochs``/``clipnorm``,
+            an unknown early-stopping monitor, validation data shaped unlike ``x``/``y``.
+        TypeError: a missing key, a bad optimizer or metrics.
+
+    Example:
+        >>> loss = lambda p, x, y, key: jnp.mean((x @ p - y) ** 2)
+        >>> x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+        >>> y = x @ np.array([1.0, -2.0, 0.5], np.float32)
+        >>> w, hist = fit(loss, jnp.zeros(3), optax.adam(0.1), x, y, epochs=20,
+        ...               batch_size=16, key=jax.random.key(0), verbose=0)
+        >>> hist.history["loss"][-1] < 0.01 * hist.history["loss"][0]
+        True
+    """
+    where = "fit"
+    if key is None or not hasattr(key, "dtype"):
+        raise TypeError(
+            f"{where}: key must be a jax.random key (it drives shuffling and dropout), got "
+            f"{type(key).__name__}; e.g. key=jax.random.key(0)."
+        )
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        raise ValueError(f"{where}: epochs={epochs!r}; it must be an integer >= 0.")
+    _check_batch_size(batch_size, where)
+    if validation_batch_size is not None:
+        _check_batch_size(validation_batch_size, where, "validation_batch_size")
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"{where}: verbose={verbose!r}; use 0 (silent), 1 (progress bar) or 2.")
+    tx = get_optimizer(optimizer)
+    metrics = _check_metrics(metrics, where)
+    _check_clipnorm(clipnorm, where)
+    x, y, n = _check_xy(x, y, where)
+    batches = _batches(n, batch_size, drop_remainder)
+    if not batches:
+        raise ValueError(
+            f"{where}: batch_size={batch_size} with drop_remainder=True leaves no batch of the "
+            f"{n} examples; use a batch_size <= {n} or drop_remainder=False."
+        )
+    val = None
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError(
+                f"{where}: validation_data must be a pair (x_val, y_val), got "
+                f"{type(validation_data).__name__}"
+                + (
+                    f" of {len(validation_data)}"
+                    if isinstance(validation_data, (tuple, list))
+                    else ""
+                )
+                + "."
+            )
+        vx, vy, vn = _check_xy(*validation_data, where, prefix="val_")
+        for arg, tr, va in (("x", x, vx), ("y", y, vy)):
+            t_shapes = [a.shape[1:] for a in jax.tree.leaves(tr)]
+            v_shapes = [a.shape[1:] for a in jax.tree.leaves(va)]
+            if jax.tree.structure(tr) != jax.tree.structure(va) or t_shapes != v_shapes:
+                raise ValueError(
+                    f"{where}: validation_data {arg} has per-example shape(s) {v_shapes} but the "
+                    f"training {arg} has {t_shapes}; they must match (pad or crop the "
+                    "validation sequences to the training length)."
+                )
+        val = (vx, vy, vn)
+    names = ["loss", *metrics]
+    available = names + ([f"val_{k}" for k in names] if val is not None else [])
+    es = early_stopping
+    if es is not None:
+        if not isinstance(es, EarlyStopping):
+            raise TypeError(
+                f"{where}: early_stopping must be an EarlyStopping, got {type(es).__name__}."
+            )
+        if es.monitor not in available:
+            hint = (
+                " The val_ quantities need validation_data=(x_val, y_val)."
+                if es.monitor.startswith("val_") and val is None
+                else ""
+            )
+            raise ValueError(
+                f"{where}: EarlyStopping monitor={es.monitor!r} is not a logged quantity; "
+                f"available: {available}.{hint}"
+            )
+        if es.mode not in ("auto", "min", "max"):
+            raise ValueError(
+                f"{where}: EarlyStopping mode={es.mode!r}; use 'auto', 'min' or 'max'."
+            )
+        if es.patience < 0 or es.min_delta < 0:
+            raise ValueError(
+                f"{where}: EarlyStopping patience={es.patience!r} and min_delta={es.min_delta!r} "
+                "must be >= 0."
+            )
+
+    if isinstance(params, TrainState):
+        state, return_state = params, True
+        want = jax.tree.structure(jax.eval_shape(tx.init, state.params))
+        if jax.tree.structure(state.opt_state) != want:
+            raise ValueError(
+                f"{where}: the TrainState's opt_state does not match the optimizer's state "
+                "structure; create it with TrainState.create(params, optimizer) using the same "
+                "optimizer you pass to fit."
+            )
+    else:
+        state, return_state = TrainState.create(params, tx), False
+
+    train_step = make_train_step(loss_fn, tx, metrics=metrics, clipnorm=clipnorm)
+    eval_step = make_eval_step(loss_fn, metrics=metrics) if val is not None else None
+    history = History()
+    tqdm = _tqdm() if verbose == 1 else None
+    best, best_state, wait = None, None, 0
+    sign = 1.0
+    if es is not None:
+        mode = es.mode if es.mode != "auto" else ("max" if "acc" in es.monitor else "min")
+        sign = 1.0 if mode == "min" else -1.0
+
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        k_shuffle, k_steps = jax.random.split(jax.random.fold_in(key, epoch))
+        order = np.asarray(jax.random.permutation(k_shuffle, n)) if shuffle else np.arange(n)
+        bar = (
+            tqdm(total=len(batches), desc=f"Epoch {epoch + 1}/{epochs}", leave=True, unit="batch")
+            if tqdm is not None
+            else None
+        )
+        sums: dict[str, Any] = {}
+        seen = 0
+        every = max(1, len(batches) // 10)
+        for i, sl in enumerate(batches):
+            idx = order[sl]
+            batch = (_take(x, idx), _take(y, idx))
+            state, out = train_step(state, batch, jax.random.fold_in(k_steps, i))
+            seen += len(idx)
+            for k in names:
+                sums[k] = sums.get(k, 0.0) + out[k] * len(idx)
+            if bar is not None:
+                bar.update(1)
+                if (i + 1) % every == 0 or i + 1 == len(batches):
+                    bar.set_postfix({k: f"{float(v) / seen:.4g}" for k, v in sums.items()})
+        logs = {k: float(v) / seen for k, v in sums.items()}
+        if val is not None:
+            vx, vy, vn = val
+            v_logs = _run_eval(
+                eval_step, state.params, vx, vy, vn, validation_batch_size or batch_size
+            )
+            logs.update({f"val_{k}": v for k, v in v_logs.items()})
+        history.append(epoch, logs)
+        if bar is not None:
+            bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()})
+            bar.close()
+        elif verbose:
+            print(
+                f"Epoch {epoch + 1}/{epochs} - {time.perf_counter() - start:.2f}s - {_format(logs)}",
+                file=sys.stdout,
+                flush=True,
+            )
+        if es is not None:
+            value = sign * logs[es.monitor]
+            if (
+                best is None
+                or value < best - es.min_delta
+                or (math.isnan(best) and not math.isnan(value))
+            ):
+                best, best_state, wait = value, state, 0
+                history.best_epoch = epoch
+            else:
+                wait += 1
+                if wait >= es.patience and epoch > 0:
+                    history.stopped_epoch = epoch
+                    if verbose:
+                        print(
+                            f"Early stopping at epoch {epoch + 1}: {es.monitor} has not improved "
+                            f"for {wait} epoch(s); best epoch {history.best_epoch + 1}.",
+                            file=sys.stdout,
+                        )
+                    break
+    if es is not None and es.restore_best and best_state is not None:
+        state = best_state
+    return (state if return_state else state.params), history
