@@ -10,7 +10,7 @@ what jaxrnn computes (tested by injecting them into Keras).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +23,19 @@ class DropoutMasks(NamedTuple):
     recurrent: jax.Array | None  # (B, G, H), one per gate
 
 
+def is_traced(rate: Any) -> bool:
+    """A rate only known at run time (e.g. a swept hyperparameter under ``vmap``/``jit``)."""
+    return isinstance(rate, jax.core.Tracer)
+
+
+def is_on(rate: Any) -> bool:
+    """Whether dropout at ``rate`` draws masks: a traced rate always does (0 keeps all)."""
+    return is_traced(rate) or rate > 0
+
+
 def check_rate(rate: float, where: str, arg: str) -> None:
+    if is_traced(rate):
+        return  # checked by nobody at run time: a traced rate must lie in [0, 1)
     if not (0.0 <= float(rate) < 1.0):
         raise ValueError(
             f"{where}: {arg}={rate!r} is outside [0, 1). It is the fraction of units "
@@ -54,20 +66,24 @@ def make_dropout_masks(
     ``recurrent_dropout == 0`` and ``(*batch, G, I)`` otherwise; the recurrent
     mask is ``(*batch, G, H)``.
 
+    A rate may be a traced array (a hyperparameter swept with ``jax.vmap``): its
+    masks are then always drawn, with the structure of a positive rate, and a
+    traced rate of 0 keeps every unit.
+
     Example:
         >>> m = make_dropout_masks(jax.random.key(0), (2,), 3, 4, 4, dropout=0.5)
         >>> m.input.shape, m.recurrent
         ((2, 3), None)
     """
-    if key is None or (dropout == 0 and recurrent_dropout == 0):
+    if key is None or not (is_on(dropout) or is_on(recurrent_dropout)):
         return DropoutMasks(None, None)
     k_in, k_rec = jax.random.split(key)
-    per_gate = recurrent_dropout > 0
+    per_gate = is_on(recurrent_dropout)
     inp = rec = None
-    if dropout > 0:
+    if is_on(dropout):
         shape = (*batch_shape, num_gates, input_size) if per_gate else (*batch_shape, input_size)
         inp = _mask(k_in, dropout, shape, dtype)
-    if recurrent_dropout > 0:
+    if is_on(recurrent_dropout):
         rec = _mask(k_rec, recurrent_dropout, (*batch_shape, num_gates, hidden_size), dtype)
     return DropoutMasks(inp, rec)
 

@@ -204,3 +204,22 @@ def test_dropout_keys_split_per_direction_and_layer():
     np.testing.assert_allclose(
         b, jaxrnn.lstm(p.backward, x, return_sequences=True, dropout=0.5, key=kb, go_backwards=True)[:, ::-1], atol=1e-6
     )
+
+
+@pytest.mark.parametrize("name", ["rnn", "lstm", "gru"])
+def test_dropout_rate_can_be_swept_with_vmap(name):
+    """A traced rate (a swept hyperparameter) gives what the static rate gives; 0 keeps all."""
+    layer = {"rnn": jaxrnn.simple_rnn, "lstm": jaxrnn.lstm, "gru": jaxrnn.gru}[name]
+    p, _, _ = make(name)
+    x = jax.random.normal(jax.random.key(1), (3, 5, p.kernel.shape[0]))
+    key = jax.random.key(2)
+
+    def run(rate, rec_rate=0.0):
+        return layer(p, x, dropout=rate, recurrent_dropout=rec_rate, key=key, return_sequences=True)
+
+    swept = jax.jit(jax.vmap(run))(jnp.array([0.0, 0.5]))
+    np.testing.assert_allclose(swept[0], layer(p, x, return_sequences=True), atol=1e-6)
+    np.testing.assert_allclose(swept[1], run(0.5), atol=1e-6)
+    both = jax.vmap(run)(jnp.array([0.0, 0.3]), jnp.array([0.0, 0.4]))
+    np.testing.assert_allclose(both[0], layer(p, x, return_sequences=True), atol=1e-6)
+    np.testing.assert_allclose(both[1], run(0.3, 0.4), atol=1e-6)
