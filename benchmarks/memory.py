@@ -10,6 +10,7 @@ for the backward pass live there), ``args`` and ``output`` the buffers passed in
 and returned. Variants:
 
 * ``jaxrnn``: ``jaxrnn.lstm(..., return_sequences=True)``, the public layer;
+* ``jaxrnn, remat='step'`` / ``'sqrt'``: the same with its memory options;
 * ``scan``: the naive ``lax.scan`` of a hand-written cell (benchmarks/impls/naive_scan.py);
 * ``scan, checkpoint(step)``: the same with ``jax.checkpoint`` on each step, which
   keeps only the carries and recomputes each step's gates in the backward pass;
@@ -84,8 +85,17 @@ def nested_checkpoint_forward(params, x):
     return jnp.swapaxes(ys.reshape(T, batch, -1), 0, 1)  # (B, T, H)
 
 
+def jaxrnn_remat_forward(remat):
+    def forward(params, x):
+        return jaxrnn.lstm(params, x, return_sequences=True, remat=remat)
+
+    return forward
+
+
 VARIANTS = {
     "jaxrnn": jaxrnn_forward,
+    "jaxrnn, remat='step'": jaxrnn_remat_forward("step"),
+    "jaxrnn, remat='sqrt'": jaxrnn_remat_forward("sqrt"),
     "scan": scan_forward,
     "scan, checkpoint(step)": checkpointed_step_forward,
     "nested scan, checkpoint(k steps)": nested_checkpoint_forward,

@@ -4,6 +4,11 @@ Cells are pure steps ``(params, carry, x) -> (carry, y)`` over NamedTuple
 parameters in the Keras layout; ``unroll`` drives any step over a sequence with
 ``lax.scan``; ``simple_rnn``/``lstm``/``gru`` are Keras-semantics layers; and
 ``stacked``/``bidirectional`` compose them.
+
+Submodules, imported on their own (``import jaxrnn`` needs only JAX):
+``jaxrnn.nnx`` and ``jaxrnn.linen`` (Flax modules), ``jaxrnn.losses``,
+``jaxrnn.train`` (Optax training, ``fit``), ``jaxrnn.tbptt``, ``jaxrnn.resets``,
+``jaxrnn.sweep``, ``jaxrnn.parallel`` and ``jaxrnn.checkpoint``.
 """
 
 from ._activations import ACTIVATIONS as ACTIVATIONS
