@@ -11,41 +11,24 @@ import pathlib
 import subprocess
 import sys
 
-import pytest
-
 BENCH = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 
 
-def run(script, *args):
+def test_benchmark_suite_quick(tmp_path):
+    out, png = tmp_path / "results.md", tmp_path / "ratios.png"
     proc = subprocess.run(
-        [sys.executable, str(BENCH / script), "--quick", *args],
+        [sys.executable, str(BENCH / "suite.py"), "--quick", "--out", str(out), "--png", str(png)],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
-
-
-def test_speed_benchmark_quick(tmp_path):
-    out = tmp_path / "results.md"
-    run("run.py", "--out", str(out))
     report = out.read_text()
     for title in ("SimpleRNN", "LSTM", "GRU"):
         assert f"## {title} — forward" in report
         assert f"## {title} — training step" in report
     assert "| 4, 8, 3, 8 |" in report
     assert "- error:" not in report and "| err" not in report
-
-
-@pytest.mark.parametrize(
-    "script,heading",
-    [
-        ("memory.py", "## Memory: LSTM training step"),
-        ("sweep.py", "## Sweeps: N configurations vmapped"),
-    ],
-)
-def test_memory_and_sweep_benchmarks_quick(tmp_path, script, heading):
-    out = tmp_path / "results.md"
-    run(script, "--out", str(out))
-    assert heading in out.read_text()
+    assert "## Memory: LSTM training step" in report
+    assert "jaxrnn, remat='sqrt'" in report
+    assert "## Sweeps: N configurations vmapped" in report
