@@ -1,0 +1,742 @@
+"""Flax Linen modules over the functional layers: ``SimpleRNN``, ``LSTM``, ``GRU``,
+``Bidirectional`` and ``Stacked``.
+
+The modules hold configuration only; parameters live in the ``'params'``
+collection under the NamedTuple field names (``kernel``, ``recurrent_kernel``,
+``bias``, and ``recurrent_bias`` for the GRU), and every call is one call of the
+functional layer on them, so ``jaxrnn.lstm(to_params(variables), x)`` equals
+``module.apply(variables, x)``.
+
+Conventions (as ``flax.linen.Dropout``):
+
+- the input size is read from ``x`` at ``init``; weights are drawn with the
+  functional initialisers (``jaxrnn.init_lstm`` ...) from the ``'params'`` rng;
+- dropout acts when ``deterministic`` is False (module attribute or call
+  argument; the call wins) and draws its key with ``self.make_rng('dropout')``,
+  so ``apply(..., rngs={'dropout': key})`` is needed while training;
+- ``stateful=True`` keeps the final state in the ``'state'`` collection: apply
+  with ``mutable=['state']`` and zero it with ``reset_state(variables)``;
+- ``learnable_initial_state=True`` adds parameters ``h0`` (and ``c0``), each
+  ``(units,)``, broadcast over the batch.
+
+``to_params`` turns a params dict into the functional NamedTuples
+(``BidirectionalParams`` and lists for the composites) and ``from_params`` back.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._compose import BidirectionalParams, bidirectional, stacked
+from ._gru import GRUParams
+from ._layers import check_sequence
+from ._lstm import LSTMParams, LSTMState
+from ._simple_rnn import RNNParams
+from ._state import zero_state
+from .nnx import (
+    _PARAM_TYPES,
+    _bidirectional_settings,
+    _bind_layer,
+    _check_batch,
+    _check_config,
+    _direction_dispatch,
+    _init_cell,
+    _merged_features,
+    _stack_settings,
+)
+
+__all__ = [
+    "GRU",
+    "LSTM",
+    "Bidirectional",
+    "SimpleRNN",
+    "Stacked",
+    "from_params",
+    "reset_state",
+    "to_params",
+]
+
+_TYPES_BY_GATES = {1: RNNParams, 4: LSTMParams, 3: GRUParams}
+
+
+def to_params(tree: Mapping) -> Any:
+    """Convert Linen parameters to the functional NamedTuples.
+
+    ``tree`` is the variables dict (``{'params': ...}``) or its ``'params'``
+    entry, of a layer (-> ``RNNParams``/``LSTMParams``/``GRUParams``, the type
+    read from the shapes: ``recurrent_kernel`` is ``(H, G·H)`` with G = 1, 4, 3),
+    a ``Bidirectional`` (-> ``BidirectionalParams``) or a ``Stacked`` (-> a list).
+    Learnable initial states (``h0``, ``c0``) are not cell parameters and are left out.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxrnn, jaxrnn.linen
+        >>> x = jnp.ones((2, 5, 3))
+        >>> layer = jaxrnn.linen.LSTM(4)
+        >>> v = layer.init(jax.random.key(0), x)
+        >>> p = jaxrnn.linen.to_params(v)
+        >>> type(p).__name__, p.kernel.shape
+        ('LSTMParams', (3, 16))
+        >>> bool(jnp.allclose(jaxrnn.lstm(p, x), layer.apply(v, x)))
+        True
+    """
+    if not isinstance(tree, Mapping):
+        raise TypeError(f"to_params: expected a dict of parameters, got {type(tree).__name__}.")
+    if "params" in tree and isinstance(tree["params"], Mapping):
+        tree = tree["params"]
+    if "kernel" in tree:
+        hidden, gh = np.shape(tree["recurrent_kernel"])
+        cls = _TYPES_BY_GATES.get(gh // hidden if hidden else 0)
+        if cls is None or gh % hidden:
+            raise ValueError(
+                f"to_params: recurrent_kernel.shape={(hidden, gh)} is not (H, G·H) with "
+                "G = 1 (SimpleRNN), 4 (LSTM) or 3 (GRU)."
+            )
+        return cls(**{f: tree.get(f) for f in cls._fields})
+    if "forward_layer" in tree:
+        return BidirectionalParams(
+            to_params(tree["forward_layer"]), to_params(tree["backward_layer"])
+        )
+    if "layers_0" in tree:
+        n = sum(1 for k in tree if k.startswith("layers_"))
+        return [to_params(tree[f"layers_{k}"]) for k in range(n)]
+    raise ValueError(
+        f"to_params: no layer parameters found (keys {sorted(tree)}); pass the variables "
+        "or params of a jaxrnn.linen module."
+    )
+
+
+def from_params(params: Any) -> dict:
+    """The inverse of ``to_params``: a ``'params'`` dict for a jaxrnn.linen module.
+
+    Use ``{'params': from_params(p)}`` as the variables of ``apply`` (add ``h0``/``c0``
+    for a learnable initial state).
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxrnn, jaxrnn.linen
+        >>> p = jaxrnn.init_gru(jax.random.key(0), 3, 4)
+        >>> x = jnp.ones((2, 5, 3))
+        >>> y = jaxrnn.linen.GRU(4).apply({'params': jaxrnn.linen.from_params(p)}, x)
+        >>> bool(jnp.allclose(y, jaxrnn.gru(p, x)))
+        True
+    """
+    if isinstance(params, BidirectionalParams):
+        return {
+            "forward_layer": from_params(params.forward),
+            "backward_layer": from_params(params.backward),
+        }
+    if isinstance(params, (RNNParams, LSTMParams, GRUParams)):
+        return {f: v for f, v in params._asdict().items() if v is not None}
+    if isinstance(params, (list, tuple)):
+        return {f"layers_{k}": from_params(p) for k, p in enumerate(params)}
+    raise TypeError(
+        "from_params: expected RNNParams, LSTMParams, GRUParams, BidirectionalParams or a "
+        f"list of them, got {type(params).__name__}."
+    )
+
+
+def reset_state(variables: Mapping) -> dict:
+    """Zero the kept state of stateful layers: a copy of ``variables`` whose
+    ``'state'`` collection is all zeros (Keras' ``reset_state``).
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxrnn.linen
+        >>> layer = jaxrnn.linen.GRU(4, stateful=True)
+        >>> x = jnp.ones((2, 5, 3))
+        >>> v = layer.init(jax.random.key(0), x)
+        >>> y, upd = layer.apply(v, x, mutable=['state'])
+        >>> v = {**v, **upd}
+        >>> float(jnp.abs(v['state']['h']).sum()) > 0
+        True
+        >>> float(jnp.abs(jaxrnn.linen.reset_state(v)['state']['h']).sum())
+        0.0
+    """
+    out = dict(variables)
+    if "state" in out:
+        out["state"] = jax.tree.map(jnp.zeros_like, out["state"])
+    return out
+
+
+class _Recurrent(nn.Module):
+    """What every module here provides to ``Bidirectional`` and ``Stacked``."""
+
+    where: ClassVar[str] = "jaxrnn.linen"
+
+    def _key(self, deterministic: bool | None) -> jax.Array | None:
+        if not self._has_dropout():
+            return None
+        if deterministic is None:
+            deterministic = self.deterministic
+        if deterministic is None:
+            raise ValueError(
+                f"{self.where}: dropout is set, so pass deterministic=True (inference) or "
+                "deterministic=False (training, with rngs={'dropout': key}) to the call "
+                "or the constructor."
+            )
+        return None if deterministic else self.make_rng("dropout")
+
+    def _run(
+        self, x, *, return_sequences, return_state, seq_lengths, mask, initial_state, deterministic
+    ):
+        check_sequence(x, self.where, time_major=self.time_major)
+        batch = int(np.shape(x)[1 if self.time_major else 0])
+        params, start = self.layer_variables(int(np.shape(x)[-1]), batch)
+        out, final = self._layer_fn()(
+            params,
+            x,
+            initial_state=start if initial_state is None else initial_state,
+            key=self._key(deterministic),
+            return_sequences=return_sequences,
+            return_state=True,
+            seq_lengths=seq_lengths,
+            mask=mask,
+            time_major=self.time_major,
+        )
+        if not self.is_initializing():
+            self._store_state(final)
+        return (out, final) if return_state else out
+
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        seq_lengths: jax.Array | None = None,
+        mask: jax.Array | None = None,
+        initial_state: Any = None,
+        deterministic: bool | None = None,
+    ):
+        """Run the functional layer on the module's parameters.
+
+        Args:
+            x: ``(B, T, F)`` (``(T, B, F)`` with ``time_major``).
+            seq_lengths, mask: as the functional layer.
+            initial_state: overrides the state the layer starts from (a pair for
+                ``Bidirectional``, a list for ``Stacked``).
+            deterministic: True switches dropout off (overrides the attribute).
+
+        Returns:
+            The output; with ``return_state``, ``(output, final_state)``.
+        """
+        return self._run(
+            x,
+            return_sequences=self._return_sequences(),
+            return_state=self._return_state(),
+            seq_lengths=seq_lengths,
+            mask=mask,
+            initial_state=initial_state,
+            deterministic=deterministic,
+        )
+
+
+class _Layer(_Recurrent):
+    """Shared body of ``SimpleRNN``, ``LSTM`` and ``GRU`` (fields in the subclasses)."""
+
+    kind: ClassVar[str] = "rnn"
+
+    @nn.nowrap
+    def get_config(self) -> dict:
+        """The constructor arguments, as Keras."""
+        skip = ("parent", "name")
+        return {f: getattr(self, f) for f in self.__dataclass_fields__ if f not in skip}
+
+    @property
+    def out_features(self) -> int:
+        return self.units
+
+    @nn.nowrap
+    def _cfg(self) -> dict:
+        cfg = self.get_config()
+        cfg.pop("deterministic")
+        return cfg
+
+    @nn.nowrap
+    def _return_sequences(self) -> bool:
+        return self.return_sequences
+
+    @nn.nowrap
+    def _return_state(self) -> bool:
+        return self.return_state
+
+    @nn.nowrap
+    def _has_dropout(self) -> bool:
+        return self.dropout > 0 or self.recurrent_dropout > 0
+
+    @nn.nowrap
+    def _layer_fn(self, with_direction: bool = True) -> Callable:
+        return _bind_layer(self.kind, self._cfg(), with_direction=with_direction)
+
+    @nn.compact
+    def layer_variables(self, in_features: int, batch_size: int):
+        """Create (at ``init``) or read the layer's variables.
+
+        Returns ``(params, start_state)``: the cell parameters as the functional
+        NamedTuple, and the state a call without ``initial_state`` starts from
+        (the kept state when ``stateful``, the learnt ``h0``/``c0`` broadcast over
+        the batch, or zeros).
+        """
+        where, cfg = self.where, self._cfg()
+        _check_config(where, {**cfg, "batch_size": None})
+        cls = _PARAM_TYPES[self.kind]
+        present = {
+            "kernel": True,
+            "recurrent_kernel": True,
+            "bias": self.use_bias,
+            "recurrent_bias": self.use_bias and getattr(self, "reset_after", False),
+        }
+        fields = [f for f in cls._fields if present[f]]
+        if all(self.has_variable("params", f) for f in fields):
+            values = {f: self.get_variable("params", f) for f in fields}
+        else:  # init: one draw of the functional initialiser
+            full = _init_cell(self.kind, self.make_rng("params"), in_features, cfg, where)
+            values = {f: self.param(f, lambda _rng, v=getattr(full, f): v) for f in fields}
+        params = cls(**{f: values.get(f) for f in cls._fields})
+        built = np.shape(params.kernel)[0]
+        if built != in_features:
+            raise ValueError(
+                f"{where}: x has {in_features} features but the layer's kernel was built for "
+                f"in_features={built} (kernel.shape={np.shape(params.kernel)})."
+            )
+        units, dtype = self.units, self.dtype
+        if self.stateful:
+            names = ("h", "c") if self.kind == "lstm" else ("h",)
+            kept = [
+                self.variable("state", n, jnp.zeros, (batch_size, units), dtype).value
+                for n in names
+            ]
+            _check_batch(int(np.shape(kept[0])[0]), batch_size, where)
+            return params, LSTMState(*kept) if self.kind == "lstm" else kept[0]
+        if self.learnable_initial_state:
+            shape = (batch_size, units)
+            h = jnp.broadcast_to(self.param("h0", nn.initializers.zeros, (units,), dtype), shape)
+            if self.kind == "lstm":
+                c0 = self.param("c0", nn.initializers.zeros, (units,), dtype)
+                return params, LSTMState(h, jnp.broadcast_to(c0, shape))
+            return params, h
+        return params, zero_state(params, (batch_size,))
+
+    def _store_state(self, final) -> None:
+        if not self.stateful:
+            return
+        if not self.is_mutable_collection("state"):
+            raise ValueError(
+                f"{self.where}: a stateful layer updates its 'state' collection; call "
+                "apply(..., mutable=['state']) and keep the returned state."
+            )
+        final = jax.lax.stop_gradient(final)
+        if self.kind == "lstm":
+            self.put_variable("state", "h", final.h)
+            self.put_variable("state", "c", final.c)
+        else:
+            self.put_variable("state", "h", final)
+
+
+_FIELDS_DOC = """
+    Attributes:
+        units: the hidden size ``H`` (the input size is read from ``x`` at init).
+        activation{ract}: Keras names or callables.
+        use_bias: create the bias vector(s).
+        kernel_initializer, recurrent_initializer, bias_initializer: Keras names
+            (``'glorot_uniform'``, ``'orthogonal'``, ``'zeros'``, ...) or
+            ``jax.nn.initializers`` callables.{extra}
+        return_sequences, return_state, go_backwards, time_major, unroll, impl,
+            remat, matmul_dtype: passed to ``jaxrnn.{fn}``.
+        dropout, recurrent_dropout: Keras' variational dropout rates; active when
+            ``deterministic`` is False, with the ``'dropout'`` rng.
+        deterministic: default of the call's ``deterministic`` (required, here or
+            per call, when a dropout rate is set).
+        stateful: keep the final state in the ``'state'`` collection (entries
+            ``h``{c}); the batch size is fixed by ``init``.
+        learnable_initial_state: parameters ``h0``{c0} ``(units,)``, zeros at init.
+        dtype: the parameters' dtype.
+
+    Parameters (``'params'``): ``kernel`` ``(F, {g}H)``, ``recurrent_kernel``
+    ``(H, {g}H)``, ``bias`` ``({g}H,)``{rbias}; ``to_params`` gives
+    ``jaxrnn.{params}``.
+"""
+
+
+class SimpleRNN(_Layer):
+    units: int
+    activation: str | Callable = "tanh"
+    use_bias: bool = True
+    kernel_initializer: str | Callable = "glorot_uniform"
+    recurrent_initializer: str | Callable = "orthogonal"
+    bias_initializer: str | Callable = "zeros"
+    return_sequences: bool = False
+    return_state: bool = False
+    go_backwards: bool = False
+    dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+    deterministic: bool | None = None
+    unroll: int | bool = 1
+    stateful: bool = False
+    learnable_initial_state: bool = False
+    time_major: bool = False
+    dtype: Any = jnp.float32
+    impl: str = "auto"
+    remat: str | None = None
+    matmul_dtype: Any = None
+
+    kind: ClassVar[str] = "rnn"
+    where: ClassVar[str] = "jaxrnn.linen.SimpleRNN"
+
+
+class LSTM(_Layer):
+    units: int
+    activation: str | Callable = "tanh"
+    recurrent_activation: str | Callable = "sigmoid"
+    use_bias: bool = True
+    kernel_initializer: str | Callable = "glorot_uniform"
+    recurrent_initializer: str | Callable = "orthogonal"
+    bias_initializer: str | Callable = "zeros"
+    unit_forget_bias: bool = True
+    return_sequences: bool = False
+    return_state: bool = False
+    go_backwards: bool = False
+    dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+    deterministic: bool | None = None
+    unroll: int | bool = 1
+    stateful: bool = False
+    learnable_initial_state: bool = False
+    time_major: bool = False
+    dtype: Any = jnp.float32
+    impl: str = "auto"
+    remat: str | None = None
+    matmul_dtype: Any = None
+
+    kind: ClassVar[str] = "lstm"
+    where: ClassVar[str] = "jaxrnn.linen.LSTM"
+
+
+class GRU(_Layer):
+    units: int
+    activation: str | Callable = "tanh"
+    recurrent_activation: str | Callable = "sigmoid"
+    use_bias: bool = True
+    kernel_initializer: str | Callable = "glorot_uniform"
+    recurrent_initializer: str | Callable = "orthogonal"
+    bias_initializer: str | Callable = "zeros"
+    reset_after: bool = True
+    return_sequences: bool = False
+    return_state: bool = False
+    go_backwards: bool = False
+    dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+    deterministic: bool | None = None
+    unroll: int | bool = 1
+    stateful: bool = False
+    learnable_initial_state: bool = False
+    time_major: bool = False
+    dtype: Any = jnp.float32
+    impl: str = "auto"
+    remat: str | None = None
+    matmul_dtype: Any = None
+
+    kind: ClassVar[str] = "gru"
+    where: ClassVar[str] = "jaxrnn.linen.GRU"
+
+
+SimpleRNN.__doc__ = (
+    """A simple (Elman) RNN layer, ``keras.layers.SimpleRNN`` as a Linen module::
+
+        h_t = activation(x_t W + h_{t-1} U + b)        (see ``jaxrnn.rnn_step``)
+
+    Shapes: ``x`` ``(B, T, F)`` -> ``(B, units)`` or ``(B, T, units)``.
+"""
+    + _FIELDS_DOC.format(
+        ract="", extra="", fn="simple_rnn", c="", c0="", g="", rbias="", params="RNNParams"
+    )
+    + """
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxrnn, jaxrnn.linen
+        >>> layer = jaxrnn.linen.SimpleRNN(4, return_sequences=True)
+        >>> x = jnp.ones((2, 5, 3))
+        >>> v = layer.init(jax.random.key(0), x)
+        >>> layer.apply(v, x).shape
+        (2, 5, 4)
+        >>> ref = jaxrnn.simple_rnn(jaxrnn.linen.to_params(v), x, return_sequences=True)
+        >>> bool(jnp.allclose(layer.apply(v, x), ref))
+        True
+    """
+)
+LSTM.__doc__ = (
+    """An LSTM layer, ``keras.layers.LSTM`` as a Linen module::
+
+        i, f, o = σ(x W + h U + b)_{i,f,o}    g = act(x W + h U + b)_g
+        c_t = f ⊙ c_{t-1} + i ⊙ g             h_t = o ⊙ act(c_t)   (see ``jaxrnn.lstm_step``)
+
+    Shapes: ``x`` ``(B, T, F)`` -> ``(B, units)`` or ``(B, T, units)``; the state
+    is ``LSTMState(h, c)``, each ``(B, units)``.
+"""
+    + _FIELDS_DOC.format(
+        ract=", recurrent_activation",
+        extra="\n        unit_forget_bias: forget-gate bias initialised to one (Keras).",
+        fn="lstm",
+        c=", ``c``",
+        c0=" and ``c0``",
+        g="4",
+        rbias="",
+        params="LSTMParams",
+    )
+    + """
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxrnn, jaxrnn.linen
+        >>> layer = jaxrnn.linen.LSTM(4, dropout=0.2)
+        >>> x = jnp.ones((2, 5, 3))
+        >>> v = layer.init(jax.random.key(0), x, deterministic=True)
+        >>> y = layer.apply(v, x, deterministic=False, rngs={'dropout': jax.random.key(1)})
+        >>> y.shape
+        (2, 4)
+        >>> bool(jnp.allclose(layer.apply(v, x, deterministic=True),
+        ...                   jaxrnn.lstm(jaxrnn.linen.to_params(v), x)))
+        True
+    """
+)
+GRU.__doc__ = (
+    """A GRU layer, ``keras.layers.GRU`` as a Linen module::
+
+        z, r = σ(x W + b + h U + β)_{z,r}
+        n = act(x W_n + b_n + r ⊙ (h U_n + β_n))     (reset_after=True)
+        h_t = z ⊙ h_{t-1} + (1 − z) ⊙ n              (see ``jaxrnn.gru_step``)
+
+    Shapes: ``x`` ``(B, T, F)`` -> ``(B, units)`` or ``(B, T, units)``.
+"""
+    + _FIELDS_DOC.format(
+        ract=", recurrent_activation",
+        extra="\n        reset_after: the GRU variant (True: Keras' and PyTorch's default).",
+        fn="gru",
+        c="",
+        c0="",
+        g="3",
+        rbias=", ``recurrent_bias`` ``(3H,)`` (reset-after only)",
+        params="GRUParams",
+    )
+    + """
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxrnn, jaxrnn.linen
+        >>> layer = jaxrnn.linen.GRU(4, go_backwards=True)
+        >>> x = jnp.ones((2, 5, 3))
+        >>> v = layer.init(jax.random.key(0), x)
+        >>> ref = jaxrnn.gru(jaxrnn.linen.to_params(v), x, go_backwards=True)
+        >>> bool(jnp.allclose(layer.apply(v, x), ref))
+        True
+    """
+)
+
+
+class Bidirectional(_Recurrent):
+    """A bidirectional wrapper, ``keras.layers.Bidirectional`` as a Linen module::
+
+        y_t = merge(forward_layer(x)_t, backward_layer(x reversed)_t aligned with x)
+
+    (see ``jaxrnn.bidirectional``; merge is ``concat``, ``sum``, ``mul``, ``ave`` or
+    None for the pair).
+
+    Shapes: ``x`` ``(B, T, F)`` -> ``(B, 2H)`` with ``concat`` (``(B, T, 2H)`` when the
+    layers return sequences), ``(B, H)`` for the other merges.
+
+    Attributes:
+        forward_layer: a ``SimpleRNN``, ``LSTM`` or ``GRU`` with ``go_backwards=False``.
+        backward_layer: the layer run backwards; when None, a clone of the forward
+            layer (same config, its own weights, as Keras). Its ``go_backwards`` is
+            ignored; ``return_sequences``, ``return_state`` and ``time_major`` must match.
+        merge_mode: ``'concat'`` (default), ``'sum'``, ``'mul'``, ``'ave'`` or None.
+        deterministic: as the layers (None: the forward layer's).
+
+    Output and state follow the forward layer's ``return_sequences`` and
+    ``return_state``; the state is ``(forward_state, backward_state)``. The
+    parameters are ``{'forward_layer': ..., 'backward_layer': ...}``;
+    ``to_params`` gives ``jaxrnn.BidirectionalParams``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxrnn, jaxrnn.linen
+        >>> bi = jaxrnn.linen.Bidirectional(jaxrnn.linen.LSTM(4), merge_mode='sum')
+        >>> x = jnp.ones((2, 5, 3))
+        >>> v = bi.init(jax.random.key(0), x)
+        >>> bi.apply(v, x).shape
+        (2, 4)
+        >>> ref = jaxrnn.bidirectional(jaxrnn.lstm, jaxrnn.linen.to_params(v), x, merge_mode='sum')
+        >>> bool(jnp.allclose(bi.apply(v, x), ref))
+        True
+    """
+
+    forward_layer: _Layer
+    backward_layer: _Layer | None = None
+    merge_mode: str | None = "concat"
+    deterministic: bool | None = None
+
+    where: ClassVar[str] = "jaxrnn.linen.Bidirectional"
+
+    @nn.compact
+    def _backward(self) -> _Layer:
+        if self.backward_layer is not None:
+            return self.backward_layer
+        return self.forward_layer.clone(name="backward_layer", parent=self)
+
+    @property
+    def time_major(self) -> bool:
+        return self.forward_layer.time_major
+
+    @property
+    def out_features(self) -> int | None:
+        bw = self.forward_layer if self.backward_layer is None else self.backward_layer
+        return _merged_features(self.forward_layer.units, bw.units, self.merge_mode)
+
+    @nn.nowrap
+    def _return_sequences(self) -> bool:
+        return self.forward_layer.return_sequences
+
+    @nn.nowrap
+    def _return_state(self) -> bool:
+        return self.forward_layer.return_state
+
+    @nn.nowrap
+    def _has_dropout(self) -> bool:
+        bw = self.forward_layer if self.backward_layer is None else self.backward_layer
+        return self.forward_layer._has_dropout() or bw._has_dropout()
+
+    def _key(self, deterministic):
+        if deterministic is None and self.deterministic is None:
+            deterministic = self.forward_layer.deterministic
+        return super()._key(deterministic)
+
+    def layer_variables(self, in_features: int, batch_size: int):
+        """``(BidirectionalParams, (forward_state, backward_state))``, as the layers'."""
+        fw, bw = self.forward_layer, self._backward()
+        _bidirectional_settings(fw, bw, self.merge_mode, self.where)
+        p_fw, s_fw = fw.layer_variables(in_features, batch_size)
+        p_bw, s_bw = bw.layer_variables(in_features, batch_size)
+        return BidirectionalParams(p_fw, p_bw), (s_fw, s_bw)
+
+    @nn.nowrap
+    def _layer_fn(self) -> Callable:
+        bw = self.forward_layer if self.backward_layer is None else self.backward_layer
+        layer = _direction_dispatch(
+            self.forward_layer._layer_fn(with_direction=False),
+            bw._layer_fn(with_direction=False),
+        )
+        return functools.partial(bidirectional, layer, merge_mode=self.merge_mode)
+
+    def _store_state(self, final) -> None:
+        self.forward_layer._store_state(final[0])
+        self._backward()._store_state(final[1])
+
+
+class Stacked(_Recurrent):
+    """A deep RNN: layers applied in turn, every one but the last returning sequences::
+
+        h^0 = x;   h^k = layer_k(h^{k-1}) (all steps);   output = layer_L(h^{L-1})
+
+    (see ``jaxrnn.stacked``), Keras' ``Sequential([LSTM(.., return_sequences=True),
+    ..., LSTM(..)])``.
+
+    Shapes: ``x`` ``(B, T, F)`` -> the last layer's ``(B, H)`` (or ``(B, T, H)``).
+
+    Attributes:
+        layers: ``SimpleRNN``/``LSTM``/``GRU``/``Bidirectional`` modules (their
+            ``return_sequences``/``return_state`` are ignored; parameters under
+            ``layers_0``, ``layers_1``, ...).
+        return_sequences, return_state: the stack's output (``return_state`` gives
+            ``[state per layer]``); None takes the last layer's setting.
+        deterministic: as the layers (None: the first layer's).
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxrnn, jaxrnn.linen
+        >>> deep = jaxrnn.linen.Stacked([jaxrnn.linen.GRU(4), jaxrnn.linen.GRU(4)])
+        >>> x = jnp.ones((2, 5, 3))
+        >>> v = deep.init(jax.random.key(0), x)
+        >>> ref = jaxrnn.stacked(jaxrnn.gru, jaxrnn.linen.to_params(v), x)
+        >>> bool(jnp.allclose(deep.apply(v, x), ref))
+        True
+    """
+
+    layers: Sequence[_Recurrent]
+    return_sequences: bool | None = None
+    return_state: bool | None = None
+    deterministic: bool | None = None
+
+    where: ClassVar[str] = "jaxrnn.linen.Stacked"
+
+    def __post_init__(self):
+        if len(self.layers) == 0:
+            raise ValueError(f"{self.where}: layers is empty; pass at least one recurrent layer.")
+        super().__post_init__()
+
+    @property
+    def time_major(self) -> bool:
+        return bool(self.layers[0].time_major) if len(self.layers) else False
+
+    @property
+    def out_features(self) -> int | None:
+        return self.layers[-1].out_features
+
+    @nn.nowrap
+    def _return_sequences(self) -> bool:
+        rs = self.return_sequences
+        return self.layers[-1]._return_sequences() if rs is None else rs
+
+    @nn.nowrap
+    def _return_state(self) -> bool:
+        rs = self.return_state
+        return self.layers[-1]._return_state() if rs is None else rs
+
+    @nn.nowrap
+    def _has_dropout(self) -> bool:
+        return any(layer._has_dropout() for layer in self.layers)
+
+    def _key(self, deterministic):
+        if deterministic is None and self.deterministic is None:
+            deterministic = self.layers[0].deterministic
+        return super()._key(deterministic)
+
+    def _check(self, in_features: int) -> None:
+        layers = list(self.layers)
+        for k, layer in enumerate(layers):
+            if not isinstance(layer, _Recurrent):
+                raise TypeError(
+                    f"{self.where}: layers[{k}] is a {type(layer).__name__}; use jaxrnn.linen "
+                    "recurrent layers."
+                )
+        # each layer's input size is the previous one's output (Linen reads it), so
+        # what can fail here is a merge_mode=None layer feeding another, or mixed time_major
+        sizes = [in_features] + [layer.out_features for layer in layers[:-1]]
+        views = [_View(layer, size) for layer, size in zip(layers, sizes, strict=True)]
+        _stack_settings(views, self.where)
+
+    def layer_variables(self, in_features: int, batch_size: int):
+        """``([params per layer], [start state per layer])``."""
+        self._check(in_features)
+        params, states = [], []
+        size = in_features
+        for layer in self.layers:
+            p, s = layer.layer_variables(size, batch_size)
+            params.append(p)
+            states.append(s)
+            size = layer.out_features
+        return params, states
+
+    @nn.nowrap
+    def _layer_fn(self) -> Callable:
+        return functools.partial(stacked, [layer._layer_fn() for layer in self.layers])
+
+    def _store_state(self, final) -> None:
+        for layer, f in zip(self.layers, final, strict=True):
+            layer._store_state(f)
+
+
+class _View:
+    """A layer seen with the input size it receives (Linen infers it from ``x``)."""
+
+    def __init__(self, layer: Any, in_features: int):
+        self.layer = layer
+        self.in_features = in_features
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.layer, name)
