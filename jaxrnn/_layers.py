@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -163,45 +163,83 @@ def run_layer(
             f"{where}: matmul_dtype={matmul_dtype!r} needs the fused path, which cannot run "
             f"{why}. Drop matmul_dtype, or the option that forces the generic scan."
         )
-    if impl == "scan" or reason is not None:
+    plan = _Plan(
+        step=step,
+        step_kwargs=tuple(sorted(step_kwargs.items())),
+        fused=impl != "scan" and reason is None,
+        go_backwards=go_backwards,
+        unroll=unroll,
+        remat=remat,
+        matmul_dtype=matmul_dtype,
+        time_major=time_major,
+        return_sequences=return_sequences,
+        return_state=return_state,
+    )
+    return _run(plan, params, x, initial_state, valid, masks)
+
+
+class _Plan(NamedTuple):
+    """The static (hashable) choices of one layer call, validated by ``run_layer``."""
+
+    step: Callable
+    step_kwargs: tuple  # sorted (name, value) pairs
+    fused: bool  # the fused recurrence (else the generic scan of the step)
+    go_backwards: bool
+    unroll: int | bool
+    remat: str | None
+    matmul_dtype: str | None
+    time_major: bool
+    return_sequences: bool
+    return_state: bool
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _run(plan: _Plan, params, x, initial_state, valid, masks):
+    """The computation of a layer call, jitted once per plan and shapes.
+
+    Under an outer ``jit``/``grad``/``vmap`` this is inlined; called eagerly, it
+    compiles once and is reused, instead of re-tracing the scan at every call.
+    """
+    step_kwargs = dict(plan.step_kwargs)
+    if plan.fused:
+        segment = functools.partial(
+            fast_segment,
+            plan.step,
+            step_kwargs,
+            params,
+            input_mask=masks.input,
+            reverse=plan.go_backwards,
+            unroll=plan.unroll,
+            matmul_dtype=plan.matmul_dtype,
+        )
+    else:
         cell = functools.partial(
-            step, **step_kwargs, input_mask=masks.input, recurrent_mask=masks.recurrent
+            plan.step, **step_kwargs, input_mask=masks.input, recurrent_mask=masks.recurrent
         )
         segment = functools.partial(
             scan_segment,
             cell,
             params,
-            reverse=go_backwards,
-            unroll=unroll,
-            checkpoint_step=remat == "step",
+            reverse=plan.go_backwards,
+            unroll=plan.unroll,
+            checkpoint_step=plan.remat == "step",
         )
-    else:
-        segment = functools.partial(
-            fast_segment,
-            step,
-            step_kwargs,
-            params,
-            input_mask=masks.input,
-            reverse=go_backwards,
-            unroll=unroll,
-            matmul_dtype=matmul_dtype,
-        )
-    xs = x if time_major else jnp.swapaxes(x, 0, 1)  # (T, B, I)
-    if remat == "sqrt":
-        carry, ys = nested_scan(segment, initial_state, xs, valid, reverse=go_backwards)
+    xs = x if plan.time_major else jnp.swapaxes(x, 0, 1)  # (T, B, I)
+    if plan.remat == "sqrt":
+        carry, ys = nested_scan(segment, initial_state, xs, valid, reverse=plan.go_backwards)
     else:
         carry, ys = segment(initial_state, xs, valid)  # ys: (T, B, H)
-    if not time_major:
+    if not plan.time_major:
         ys = jnp.swapaxes(ys, 0, 1)
-    t_axis = 0 if time_major else 1
-    if return_sequences:
+    t_axis = 0 if plan.time_major else 1
+    if plan.return_sequences:
         # Keras returns go_backwards outputs in processing order.
-        out = jnp.flip(ys, t_axis) if go_backwards else ys
+        out = jnp.flip(ys, t_axis) if plan.go_backwards else ys
     else:
         # Keras: the output of the last valid step, which is the final h (for a
         # sequence with no valid step, the initial h, as Keras' masked output).
         out = last_hidden(carry)
-    return (out, carry) if return_state else out
+    return (out, carry) if plan.return_state else out
 
 
 _LAYER_DOC = """Run a {kind} over a batch of sequences, as ``keras.layers.{keras}``.

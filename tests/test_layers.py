@@ -223,3 +223,18 @@ def test_dropout_rate_can_be_swept_with_vmap(name):
     both = jax.vmap(run)(jnp.array([0.0, 0.3]), jnp.array([0.0, 0.4]))
     np.testing.assert_allclose(both[0], layer(p, x, return_sequences=True), atol=1e-6)
     np.testing.assert_allclose(both[1], run(0.3, 0.4), atol=1e-6)
+
+
+def test_eager_calls_compile_once_per_configuration():
+    """Calling a layer eagerly again with same-shaped inputs reuses the compiled program."""
+    from jaxrnn._layers import _run
+
+    p = jaxrnn.init_gru(jax.random.key(0), 3, 5)
+    x = jnp.ones((2, 7, 3))
+    jaxrnn.gru(p, x, return_sequences=True, seq_lengths=jnp.array([7, 3]))
+    before = _run._cache_size()
+    for scale in (1.0, 2.0, 3.0):
+        jaxrnn.gru(p, scale * x, return_sequences=True, seq_lengths=jnp.array([7, 3]))
+    assert _run._cache_size() == before
+    jaxrnn.gru(p, x[:, :4], return_sequences=True, seq_lengths=jnp.array([4, 3]))
+    assert _run._cache_size() == before + 1  # a new length is a new program
