@@ -7,7 +7,7 @@ last 20% (chronological split). Prints train / validation MSE and the MSE of
 the naive "repeat the last value" baseline; saves a plot when matplotlib is
 installed.
 
-    python examples/sine_regression.py --steps 400 --out sine.png
+    python examples/sine_regression.py --steps 400 --out examples/figures/sine_regression.png
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ def main(argv=None):
     ap.add_argument("--units", type=int, default=100)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--verbose", type=int, default=1, help="1: progress bar, 0: none")
     ap.add_argument("--out", default=None, help="where to save the plot (PNG)")
     args = ap.parse_args(argv)
 
@@ -74,12 +75,25 @@ def main(argv=None):
         updates, opt_state = opt.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
+    try:  # a progress bar when tqdm is installed (pip install 'jaxrnn[examples]')
+        from tqdm import tqdm
+    except ImportError:
+        tqdm = None
+    bar = tqdm(total=args.steps, desc="training", unit="step") if tqdm and args.verbose else None
+    say = bar.write if bar is not None else print
+
     start = time.perf_counter()
     report = max(1, args.steps // 5)
     for step in range(1, args.steps + 1):
         params, opt_state, loss = train_step(params, opt_state)
+        if bar is not None:
+            bar.update(1)
         if step % report == 0 or step == args.steps:
-            print(f"step {step:5d}  train MSE {float(loss):.5f}  val MSE {float(mse(params, x_va, y_va)):.5f}")
+            say(
+                f"step {step:5d}  train MSE {float(loss):.5f}  val MSE {float(mse(params, x_va, y_va)):.5f}"
+            )
+    if bar is not None:
+        bar.close()
     elapsed = time.perf_counter() - start
 
     train_mse = float(mse(params, x_tr, y_tr))
@@ -109,7 +123,7 @@ def main(argv=None):
             ax.legend()
             ax.set_title(f"validation MSE {val_mse:.4f} vs baseline {baseline:.4f}")
             fig.tight_layout()
-            fig.savefig(args.out, dpi=100)
+            fig.savefig(args.out, dpi=80)
             print(f"saved {args.out}")
     return {"train_mse": train_mse, "val_mse": val_mse, "baseline_mse": baseline}
 
