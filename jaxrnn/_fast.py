@@ -89,21 +89,18 @@ def fast_segment(
     xs = xs.astype(dtype)
     if input_mask is not None:
         xs = xs * input_mask
-    xw = matmul(xs, cast(params.kernel, opts), opts, dtype)  # (T, B, G·H), hoisted
-    b = params.bias
-    if b is None:
-        b = jnp.zeros(xw.shape[-1], dtype)
+    zeros = jnp.zeros(params.kernel.shape[-1], dtype)
+    b = zeros if params.bias is None else params.bias
     m = None if valid is None else valid[..., None]  # (T, B, 1)
     u = params.recurrent_kernel
+    if step is gru_step:  # the GRU projects inside its loop (see _fast_gru)
+        rb = zeros if params.recurrent_bias is None else params.recurrent_bias
+        ys, h = gru_recurrence(xs, params.kernel, u, b, rb, carry, m, opts)
+        return h, ys
+    xw = matmul(xs, cast(params.kernel, opts), opts, dtype)  # (T, B, G·H), hoisted
     if step is lstm_step:
         ys, h, c = lstm_recurrence(xw, u, b, carry.h, carry.c, m, opts)
         return LSTMState(h, c), ys
-    if step is gru_step:
-        rb = params.recurrent_bias
-        if rb is None:
-            rb = jnp.zeros(xw.shape[-1], dtype)
-        ys, h = gru_recurrence(xw, u, b, rb, carry, m, opts)
-        return h, ys
     name = _rnn_activation_name(_act(step_kwargs, "activation", "tanh", "simple_rnn"))
     ys, h = rnn_recurrence(xw, u, b, carry, m, name, opts)
     return h, ys

@@ -1,12 +1,14 @@
 """The fast reset-after GRU recurrence with a hand-written backward pass.
 
-``gru_recurrence(xw, U, b, rb, h0, mask, opts)`` runs the loop over a
-time-major projected input ``xw = x W`` (gates z, r, n); the input bias ``b`` is
-added inside the loop, where it fuses into the gate arithmetic. The custom VJP scans
+``gru_recurrence(xs, W, U, b, rb, h0, mask, opts)`` runs the loop over a
+time-major input ``xs`` (gates z, r, n). Unlike the LSTM and the simple RNN, the
+input projection ``x_t W`` stays inside the loop: hoisting it made the GRU's
+loop body 2x slower on XLA:CPU (measured at (32, 100, 32, 128): 10.1 ms vs
+5.2 ms for the forward). The custom VJP scans
 backwards carrying only ``dh``, emits the input-side and recurrent-side
 pre-activation gradients per step, and forms ``dU`` and the recurrent-bias
-gradient as one matmul / sum over all ``T·B`` rows after the loop, and the input
-bias gradient as one sum.
+gradient as one matmul / sum over all ``T·B`` rows after the loop, and likewise
+``dW``, the input bias gradient and ``dxs``.
 """
 
 from __future__ import annotations
@@ -19,15 +21,15 @@ import jax.numpy as jnp
 from ._fast_common import LoopOptions, cast, matmul, previous, sum_outer
 
 
-def _forward(xw, u, b, rb, h0, mask, opts: LoopOptions, save: bool):
+def _forward(xs, w, u, b, rb, h0, mask, opts: LoopOptions, save: bool):
     """Carries ``hs`` after each step (T, B, H) and, with ``save``, the gates
     ``z, r, n`` (T, B, 3H) and the recurrent candidate term ``h U_n + b_hn`` (T, B, H)."""
-    half = jnp.asarray(0.5, xw.dtype)
-    u_c = cast(u, opts)
+    half = jnp.asarray(0.5, h0.dtype)
+    w_c, u_c = cast(w, opts), cast(u, opts)
 
     def body(h, inp):
-        xw_t, m = inp
-        xw_t = xw_t + b
+        x_t, m = inp
+        xw_t = matmul(x_t, w_c, opts, h.dtype) + b
         k = 2 * h.shape[-1]
         ah = matmul(h, u_c, opts, xw_t.dtype) + rb
         h_n = ah[..., k:]
@@ -41,26 +43,26 @@ def _forward(xw, u, b, rb, h0, mask, opts: LoopOptions, save: bool):
         saved = (jnp.concatenate([zr, n], axis=-1), h_n) if save else None
         return h_new, (h_new, saved)
 
-    h, (hs, saved) = jax.lax.scan(body, h0, (xw, mask), reverse=opts.reverse, unroll=opts.unroll)
+    h, (hs, saved) = jax.lax.scan(body, h0, (xs, mask), reverse=opts.reverse, unroll=opts.unroll)
     ys = hs if mask is None else jnp.where(mask, hs, 0)
     return ys, h, (hs, saved)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
-def gru_recurrence(xw, u, b, rb, h0, mask, opts: LoopOptions):
-    """``(ys, h_T)``; ``xw`` (T, B, 3H), ``b``, ``rb`` (3H,), ``mask`` (T, B, 1) bool or None."""
-    ys, h, _ = _forward(xw, u, b, rb, h0, mask, opts, save=False)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7,))
+def gru_recurrence(xs, w, u, b, rb, h0, mask, opts: LoopOptions):
+    """``(ys, h_T)``; ``xs`` (T, B, I), ``b``, ``rb`` (3H,), ``mask`` (T, B, 1) bool or None."""
+    ys, h, _ = _forward(xs, w, u, b, rb, h0, mask, opts, save=False)
     return ys, h
 
 
-def _fwd(xw, u, b, rb, h0, mask, opts):
-    ys, h, (hs, (zrn, h_n)) = _forward(xw, u, b, rb, h0, mask, opts, save=True)
+def _fwd(xs, w, u, b, rb, h0, mask, opts):
+    ys, h, (hs, (zrn, h_n)) = _forward(xs, w, u, b, rb, h0, mask, opts, save=True)
     h_prev = previous(hs, h0, opts.reverse)  # (T, B, H): the carries each step read
-    return (ys, h), (u, mask, (h_prev, zrn, h_n))
+    return (ys, h), (xs, w, u, mask, (h_prev, zrn, h_n))
 
 
 def _bwd(opts, saved, cotangents):
-    u, mask, res = saved
+    xs, w, u, mask, res = saved
     dys, dh_T = cotangents
     u_t = cast(u.T, opts)
 
@@ -81,7 +83,9 @@ def _bwd(opts, saved, cotangents):
     dh0, (dax, dah) = jax.lax.scan(
         body, dh_T, (dys, mask, res), reverse=not opts.reverse, unroll=opts.unroll
     )
-    return dax, sum_outer(res[0], dah, opts), dax.sum(axis=(0, 1)), dah.sum(axis=(0, 1)), dh0, None
+    dxs = matmul(dax, cast(w.T, opts), opts, dax.dtype)  # (T, B, I), one matmul
+    dw, du = sum_outer(xs, dax, opts), sum_outer(res[0], dah, opts)
+    return dxs, dw, du, dax.sum(axis=(0, 1)), dah.sum(axis=(0, 1)), dh0, None
 
 
 gru_recurrence.defvjp(_fwd, _bwd)
