@@ -36,6 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._unroll import sequence_mask
+
 __all__ = ["accuracy", "mae", "mse", "softmax_cross_entropy", "valid_mask"]
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -96,34 +98,11 @@ def valid_mask(
         [[1, 1, 1, 0], [0, 0, 0, 0]]
     """
     v = jnp.ones((batch, num_steps), bool)
-    if seq_lengths is not None:
-        if not hasattr(seq_lengths, "dtype"):
-            seq_lengths = np.asarray(seq_lengths)
-        if not jnp.issubdtype(seq_lengths.dtype, jnp.integer):
-            raise TypeError(
-                f"{where}: seq_lengths has dtype {seq_lengths.dtype}; it must hold integer "
-                "lengths, e.g. jnp.array([5, 3], dtype=jnp.int32)."
-            )
-        if _shape(seq_lengths) != (batch,):
-            raise ValueError(
-                f"{where}: seq_lengths.shape={_shape(seq_lengths)}, expected ({batch},): one "
-                "length per sequence of the batch."
-            )
-        v = v & (jnp.arange(num_steps)[None, :] < jnp.asarray(seq_lengths)[:, None])
-    if mask is not None:
-        if not hasattr(mask, "dtype"):
-            mask = np.asarray(mask)
-        if mask.dtype != jnp.bool_:
-            raise TypeError(
-                f"{where}: mask has dtype {mask.dtype}; it must be boolean (True = scored "
-                "step). Use mask.astype(bool)."
-            )
-        if _shape(mask) != (batch, num_steps):
-            raise ValueError(
-                f"{where}: mask.shape={_shape(mask)}, expected (batch, time) = "
-                f"({batch}, {num_steps})."
-            )
-        v = v & jnp.asarray(mask)
+    # the layers' own checks and masks (time-major there): one message for one mistake
+    for lengths, m in ((seq_lengths, None), (None, mask)):
+        part = sequence_mask(lengths, m, (batch,), num_steps, time_major=False, where=where)
+        if part is not None:
+            v = v & part.T
     return v
 
 
