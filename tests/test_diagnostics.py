@@ -64,3 +64,32 @@ def test_errors():
         input_gradient_norms(jnp.sum, jnp.ones((2, 3), jnp.int32))
     with pytest.raises(TypeError, match="scalar"):
         input_gradient_norms(lambda x: x, jnp.ones((2, 3)))
+
+
+def test_first_nonfinite_finds_the_overflow_step_of_an_exploding_layer():
+    """A linear RNN with U = 1e6·I overflows float32 at the step a NumPy loop predicts."""
+    from jaxrnn.diagnostics import check_finite, first_nonfinite
+
+    k1, k2 = jax.random.split(jax.random.key(0))
+    ok = jaxrnn.init_rnn(k1, 2, 3)
+    boom = jaxrnn.init_rnn(k2, 3, 3)._replace(recurrent_kernel=1e6 * jnp.eye(3))
+    x = jnp.ones((2, 12, 2))
+    h1 = np.asarray(jaxrnn.simple_rnn(ok, x, activation="linear", return_sequences=True))
+    # independent float32 loop of layer 1: h = x W + b + h U
+    w, b = np.asarray(boom.kernel), np.asarray(boom.bias)
+    h = np.zeros((2, 3), np.float32)
+    expected = None
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(12):
+            h = (h1[:, t] @ w + b + h * np.float32(1e6)).astype(np.float32)
+            if expected is None and not np.all(np.isfinite(h)):
+                expected = t
+    assert expected is not None
+    found = first_nonfinite(jaxrnn.simple_rnn, [ok, boom], x, activation="linear")
+    assert (found.layer, found.step) == (1, expected)
+    assert not np.isfinite(found.value)
+    # steps masked out never count: with every sequence cut before the overflow, all is finite
+    short = jnp.array([expected, expected])
+    assert first_nonfinite(jaxrnn.simple_rnn, [ok, boom], x, activation="linear", seq_lengths=short) is None
+    with pytest.raises(FloatingPointError, match=f"layer 1 outputs .* at time step {expected}"):
+        check_finite(jaxrnn.simple_rnn, [ok, boom], x, activation="linear")
