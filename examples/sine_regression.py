@@ -13,6 +13,7 @@ installed.
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import jax
@@ -42,13 +43,13 @@ def init_model(key, units: int):
     }
 
 
-def predict(params, x):
-    h = jaxrnn.simple_rnn(params["rnn"], x, activation="relu")  # (B, units)
+def predict(params, x, matmul_dtype=None):
+    h = jaxrnn.simple_rnn(params["rnn"], x, activation="relu", matmul_dtype=matmul_dtype)  # (B, units)
     return h @ params["w"] + params["b"]  # (B, 1)
 
 
-def mse(params, x, y):
-    return jnp.mean((predict(params, x) - y) ** 2)
+def mse(params, x, y, matmul_dtype=None):
+    return jnp.mean((predict(params, x, matmul_dtype) - y) ** 2)
 
 
 def main(argv=None):
@@ -59,7 +60,11 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--verbose", type=int, default=1, help="1: progress bar, 0: none")
     ap.add_argument("--out", default=None, help="where to save the plot (PNG)")
+    ap.add_argument(
+        "--matmul-dtype", default=None, help="e.g. bfloat16: mixed-precision matmuls, float32 state"
+    )
     args = ap.parse_args(argv)
+    mse_ = functools.partial(mse, matmul_dtype=args.matmul_dtype)
 
     t, clean, noisy, x, y = make_data(args.seed)
     n_train = int(0.8 * len(x))
@@ -71,7 +76,7 @@ def main(argv=None):
 
     @jax.jit
     def train_step(params, opt_state):
-        loss, grads = jax.value_and_grad(mse)(params, x_tr, y_tr)
+        loss, grads = jax.value_and_grad(mse_)(params, x_tr, y_tr)
         updates, opt_state = opt.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
@@ -90,14 +95,14 @@ def main(argv=None):
             bar.update(1)
         if step % report == 0 or step == args.steps:
             say(
-                f"step {step:5d}  train MSE {float(loss):.5f}  val MSE {float(mse(params, x_va, y_va)):.5f}"
+                f"step {step:5d}  train MSE {float(loss):.5f}  val MSE {float(mse_(params, x_va, y_va)):.5f}"
             )
     if bar is not None:
         bar.close()
     elapsed = time.perf_counter() - start
 
-    train_mse = float(mse(params, x_tr, y_tr))
-    val_mse = float(mse(params, x_va, y_va))
+    train_mse = float(mse_(params, x_tr, y_tr))
+    val_mse = float(mse_(params, x_va, y_va))
     baseline = float(np.mean((x_va[:, -1] - y_va) ** 2))  # repeat the last value
     print(f"\ntrained {args.steps} steps in {elapsed:.1f} s")
     print(f"train MSE            {train_mse:.5f}")
@@ -114,7 +119,7 @@ def main(argv=None):
         except ImportError:
             print("matplotlib is not installed: pip install 'jaxrnn[examples]' for the plot")
         else:
-            pred = np.asarray(predict(params, x))[:, 0]
+            pred = np.asarray(predict(params, x, args.matmul_dtype))[:, 0]
             fig, ax = plt.subplots(figsize=(9, 4))
             ax.plot(t, clean, "k-", lw=1, label="sin(x) + 1")
             ax.plot(t, noisy, ".", color="gray", ms=4, label="noisy data")
