@@ -238,3 +238,18 @@ def test_eager_calls_compile_once_per_configuration():
     assert _run._cache_size() == before
     jaxrnn.gru(p, x[:, :4], return_sequences=True, seq_lengths=jnp.array([4, 3]))
     assert _run._cache_size() == before + 1  # a new length is a new program
+
+
+@pytest.mark.parametrize("name", ["rnn", "lstm", "gru"])
+def test_lengths_outside_0_T_act_as_clipped_also_under_jit(name):
+    """Lengths are data (they cannot raise under jit): -3 acts as 0 and T + 4 as T."""
+    layer = {"rnn": jaxrnn.simple_rnn, "lstm": jaxrnn.lstm, "gru": jaxrnn.gru}[name]
+    p, _, _ = make(name)
+    x = jax.random.normal(jax.random.key(3), (2, 5, p.kernel.shape[0]))
+    run = jax.jit(lambda lengths: layer(p, x, return_sequences=True, return_state=True, seq_lengths=lengths))
+    out, state = run(jnp.array([-3, 9]))
+    want_out, want_state = run(jnp.array([0, 5]))
+    np.testing.assert_array_equal(out, want_out)
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(want_state), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(out[0], 0.0)
