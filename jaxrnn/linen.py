@@ -38,9 +38,7 @@ from ._compose import BidirectionalParams, bidirectional, stacked
 from ._gru import GRUParams
 from ._layers import check_sequence
 from ._lstm import LSTMParams, LSTMState
-from ._simple_rnn import RNNParams
-from ._state import zero_state
-from .nnx import (
+from ._module_config import (
     _PARAM_TYPES,
     _bidirectional_settings,
     _bind_layer,
@@ -51,6 +49,8 @@ from .nnx import (
     _merged_features,
     _stack_settings,
 )
+from ._simple_rnn import RNNParams
+from ._state import zero_state
 
 __all__ = [
     "GRU",
