@@ -69,7 +69,8 @@ def bidirectional(
         initial_state: a pair ``(forward_state, backward_state)`` or None.
         return_sequences, return_state, seq_lengths, mask, time_major: as the layer.
         key: split into one dropout key per direction.
-        **layer_kwargs: passed to both directions (``dropout``, ``unroll``, activations...).
+        **layer_kwargs: passed to both directions (``dropout``, ``training``, ``unroll``,
+            activations...).
 
     Returns:
         The merged output; with ``return_state``, ``(output, (fw_state, bw_state))``.
@@ -160,7 +161,7 @@ def stacked(
         return_sequences, return_state, seq_lengths, mask, time_major: as the layers;
             lengths and masks apply to every layer.
         key: split into one dropout key per layer.
-        **layer_kwargs: passed to every layer.
+        **layer_kwargs: passed to every layer (``dropout``, ``training``, ...).
 
     Returns:
         The last layer's output; with ``return_state``, ``(output, [state per layer])``.

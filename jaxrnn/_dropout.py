@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class DropoutMasks(NamedTuple):
@@ -41,6 +42,39 @@ def check_rate(rate: float, where: str, arg: str) -> None:
             f"{where}: {arg}={rate!r} is outside [0, 1). It is the fraction of units "
             f"dropped, e.g. {arg}=0.2."
         )
+
+
+def dropout_key(
+    key: jax.Array | None, training: bool | None, dropout: Any, recurrent_dropout: Any, where: str
+) -> jax.Array | None:
+    """The key the masks are drawn with: None when dropout is off.
+
+    ``training=False`` switches dropout off (inference); otherwise a non-zero rate
+    needs a key, so a forgotten key raises instead of silently training without
+    dropout. A traced rate counts as non-zero (its value is unknown here).
+    """
+    if training is not None and not isinstance(training, (bool, np.bool_)):
+        raise TypeError(
+            f"{where}: training must be True, False or None, got {type(training).__name__}. "
+            "It is a Python switch (decided before tracing): use training=key is not None "
+            "inside a loss that gets key=None in evaluation."
+        )
+    if training is not None and not training:
+        return None
+    rates = {
+        n: r
+        for n, r in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout))
+        if is_on(r)
+    }
+    if key is None and rates:
+        set_ = ", ".join(f"{n}={'<traced>' if is_traced(r) else r}" for n, r in rates.items())
+        raise ValueError(
+            f"{where}: {set_} but key is None, so no dropout mask can be drawn. Pass "
+            "key=jax.random.key(seed) to train with dropout, or training=False for "
+            "inference (dropout off). In a loss that jaxrnn.train calls with key=None "
+            "for evaluation, pass training=key is not None."
+        )
+    return key
 
 
 def _mask(key: jax.Array, rate: float, shape: tuple[int, ...], dtype) -> jax.Array:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ._activations import get_activation
 from ._checks import check_hidden, check_input, check_params, dtype_of, is_float, shape_of
-from ._dropout import check_rate, make_dropout_masks
+from ._dropout import check_rate, dropout_key, make_dropout_masks
 from ._fast import IMPLS, fast_reason, fast_segment
 from ._gru import gru_step
 from ._lstm import LSTMState, lstm_step
@@ -103,6 +103,7 @@ def run_layer(
     dropout: float,
     recurrent_dropout: float,
     key: jax.Array | None,
+    training: bool | None = None,
     impl: str = "auto",
     remat: str | None = None,
     matmul_dtype: Any = None,
@@ -115,6 +116,7 @@ def run_layer(
     check_unroll(unroll, where)
     check_rate(dropout, where, "dropout")
     check_rate(recurrent_dropout, where, "recurrent_dropout")
+    key = dropout_key(key, training, dropout, recurrent_dropout, where)
     check_remat(remat, where)
     if matmul_dtype is not None:
         if not jnp.issubdtype(matmul_dtype, jnp.floating):
@@ -260,9 +262,15 @@ _LAYER_DOC = """Run a {kind} over a batch of sequences, as ``keras.layers.{keras
             leaves the state unchanged and outputs zeros.
         time_major: input and output sequences are ``(T, B, ...)``.
         unroll: scan steps per loop iteration (int >= 1, or True for all).
-        dropout, recurrent_dropout: Keras' variational dropout rates, applied only
-            when ``key`` is given (the key is the "training" switch).
-        key: a ``jax.random`` key for the dropout masks.
+        dropout, recurrent_dropout: Keras' variational dropout rates (training only).
+        key: a ``jax.random`` key for the dropout masks; required when a rate is
+            non-zero, unless ``training=False``.
+        training: Keras' switch. None (default): dropout is applied when a rate is
+            non-zero, and then a ``key`` is required (a rate without a key raises
+            rather than silently training without dropout); False: inference,
+            dropout off, the key ignored; True: training, as None. In a loss
+            given ``key=None`` for evaluation (``jaxrnn.train``), pass
+            ``training=key is not None``.
         impl: ``"auto"`` (default) runs the fused recurrence (hoisted input
             projection, hand-written backward pass) when the options allow and the
             generic ``lax.scan`` of the step function otherwise; ``"scan"`` forces
@@ -310,6 +318,7 @@ def simple_rnn(
     dropout=0.0,
     recurrent_dropout=0.0,
     key=None,
+    training=None,
     impl="auto",
     remat=None,
     matmul_dtype=None,
@@ -331,6 +340,7 @@ def simple_rnn(
         dropout=dropout,
         recurrent_dropout=recurrent_dropout,
         key=key,
+        training=training,
         impl=impl,
         remat=remat,
         matmul_dtype=matmul_dtype,
@@ -354,6 +364,7 @@ def lstm(
     dropout=0.0,
     recurrent_dropout=0.0,
     key=None,
+    training=None,
     impl="auto",
     remat=None,
     matmul_dtype=None,
@@ -375,6 +386,7 @@ def lstm(
         dropout=dropout,
         recurrent_dropout=recurrent_dropout,
         key=key,
+        training=training,
         impl=impl,
         remat=remat,
         matmul_dtype=matmul_dtype,
@@ -399,6 +411,7 @@ def gru(
     dropout=0.0,
     recurrent_dropout=0.0,
     key=None,
+    training=None,
     impl="auto",
     remat=None,
     matmul_dtype=None,
@@ -424,6 +437,7 @@ def gru(
         dropout=dropout,
         recurrent_dropout=recurrent_dropout,
         key=key,
+        training=training,
         impl=impl,
         remat=remat,
         matmul_dtype=matmul_dtype,

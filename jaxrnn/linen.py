@@ -187,11 +187,13 @@ class _Recurrent(nn.Module):
         check_sequence(x, self.where, time_major=self.time_major)
         batch = int(np.shape(x)[1 if self.time_major else 0])
         params, start = self.layer_variables(int(np.shape(x)[-1]), batch)
+        key = self._key(deterministic)
         out, final = self._layer_fn()(
             params,
             x,
             initial_state=start if initial_state is None else initial_state,
-            key=self._key(deterministic),
+            key=key,
+            training=key is not None,
             return_sequences=return_sequences,
             return_state=True,
             seq_lengths=seq_lengths,

@@ -148,6 +148,7 @@ class _Recurrent(nnx.Module):
             x,
             initial_state=initial_state,
             key=key,
+            training=key is not None,
             return_sequences=return_sequences,
             return_state=True,
             seq_lengths=seq_lengths,

@@ -3,10 +3,10 @@
 A model here is any pure function of a parameter pytree; training needs only a
 loss ``loss_fn(params, x, y, key) -> scalar``, where ``key`` is a fresh
 ``jax.random`` key per step during training (for dropout) and ``None`` during
-evaluation (the jaxrnn convention: the key is the training switch)::
+evaluation, so ``training=key is not None`` is the layers' training switch::
 
     def loss_fn(params, x, y, key):
-        h = jaxrnn.lstm(params.cell, x, dropout=0.1, key=key)   # (B, H)
+        h = jaxrnn.lstm(params.cell, x, dropout=0.1, key=key, training=key is not None)
         return jnp.mean((h @ params.w - y) ** 2)
 
 This module imports optax (``import jaxrnn`` alone does not). Progress bars use
@@ -227,7 +227,8 @@ def make_eval_step(
 ) -> Callable[[Any, Any], dict[str, jax.Array]]:
     """A pure evaluation step ``eval_step(params, (x, y)) -> {"loss": ..., name: ...}``.
 
-    The loss is called with ``key=None`` (inference: no dropout).
+    The loss is called with ``key=None`` (inference: a layer with dropout takes
+    ``training=key is not None``).
 
     Example:
         >>> ev = make_eval_step(lambda p, x, y, key: jnp.mean((x * p - y) ** 2))

@@ -682,7 +682,7 @@ def test_dropout_matches_keras_with_injected_masks(kind, rates, go_backwards):
     assert_close("dropout", out, k_out)
     assert_state_close("dropout", kind, state, k_state)
 
-    # not vacuous: dropout changed the result, and no key means no dropout (as training=False)
+    # not vacuous: dropout changed the result; training=False is Keras' training=False
     plain = fn(
         params,
         jnp.asarray(x),
@@ -690,6 +690,8 @@ def test_dropout_matches_keras_with_injected_masks(kind, rates, go_backwards):
         go_backwards=go_backwards,
         dropout=dropout,
         recurrent_dropout=recurrent_dropout,
+        key=key,
+        training=False,
     )
     assert np.max(np.abs(np.asarray(plain) - np.asarray(out))) > 1e-3
     k_plain = from_keras(kind, layer(x, training=False), True)[0]

@@ -96,17 +96,27 @@ def test_mask_equals_seq_lengths():
 
 
 @pytest.mark.parametrize("name", LAYERS)
-def test_dropout_off_without_key_and_fixed_across_time(name):
+def test_dropout_off_in_inference_and_fixed_across_time(name):
     layer, cell, _ = LAYERS[name]
     p, _, _ = make(cell)
     x = jax.random.normal(jax.random.key(0), (4, 6, 3))
     plain = layer(p, x, return_sequences=True)
-    np.testing.assert_array_equal(layer(p, x, return_sequences=True, dropout=0.5, recurrent_dropout=0.5), plain)
     key = jax.random.key(3)
+    for k in (None, key):  # training=False: no dropout, whatever the key
+        np.testing.assert_array_equal(
+            layer(p, x, return_sequences=True, dropout=0.5, recurrent_dropout=0.5, key=k, training=False),
+            plain,
+        )
+    # a rate without a key is an error, not a silent switch to inference
+    with pytest.raises(ValueError, match="key is None"):
+        layer(p, x, dropout=0.5)
+    with pytest.raises(ValueError, match="key is None"):
+        layer(p, x, recurrent_dropout=0.5, training=True)
+    np.testing.assert_array_equal(layer(p, x, return_sequences=True, training=True), plain)  # no rate
     dropped = layer(p, x, return_sequences=True, dropout=0.5, recurrent_dropout=0.3, key=key)
     assert not np.allclose(dropped, plain)
     np.testing.assert_array_equal(
-        dropped, layer(p, x, return_sequences=True, dropout=0.5, recurrent_dropout=0.3, key=key)
+        dropped, layer(p, x, return_sequences=True, dropout=0.5, recurrent_dropout=0.3, key=key, training=True)
     )
     # the same masks at every step: an explicit loop over steps with those masks agrees
     gates = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
@@ -253,3 +263,14 @@ def test_lengths_outside_0_T_act_as_clipped_also_under_jit(name):
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(want_state), strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(out[0], 0.0)
+
+
+def test_a_swept_dropout_rate_without_a_key_raises():
+    """A traced rate may be 0 or not: without a key it is an error, before any XLA work."""
+    p = jaxrnn.init_lstm(jax.random.key(0), 3, 4)
+    x = jnp.ones((2, 5, 3))
+    with pytest.raises(ValueError, match=r"dropout=<traced> but key is None"):
+        jax.vmap(lambda r: jaxrnn.lstm(p, x, dropout=r))(jnp.array([0.0, 0.2]))
+    out = jax.vmap(lambda r: jaxrnn.lstm(p, x, dropout=r, training=False))(jnp.array([0.0, 0.2]))
+    np.testing.assert_array_equal(out[0], out[1])
+    np.testing.assert_array_equal(out[0], jaxrnn.lstm(p, x))

@@ -82,3 +82,39 @@ def test_pytorch_gru_state_dict_round_trips_exactly(layers, bidirectional, seed)
     assert sorted(back) == sorted(sd)
     for name, value in sd.items():
         np.testing.assert_array_equal(back[name], value)
+
+
+@settings(max_examples=8, deadline=None)
+@given(cell=cells, steps=st.integers(1, 6), update=st.sampled_from(["window", "sequence"]),
+       dropout=st.sampled_from([0.0, 0.3]), seed=st.integers(0, 999))
+def test_tbptt_with_one_window_equals_full_bptt(cell, steps, update, dropout, seed):
+    import optax
+
+    from jaxrnn.tbptt import make_tbptt_step
+    from jaxrnn.train import TrainState
+
+    init, layer = LAYERS[cell]
+    k1, k2, k3, k4 = jax.random.split(jax.random.key(seed), 4)
+    params = {"cell": init(k1, I, H), "w": jax.random.normal(k2, (H, 1))}
+    x = jax.random.normal(k3, (2, steps, I))
+    y = jnp.cumsum(x[..., :1], axis=1)
+
+    def loss_fn(p, carry, x, y, key):
+        hs, carry = layer(p["cell"], x, initial_state=carry, return_sequences=True,
+                          return_state=True, dropout=dropout, key=key, training=key is not None)
+        return jnp.mean((hs @ p["w"] - y) ** 2), carry
+
+    carry = jaxrnn.zero_state(params["cell"], (2,))
+    tx = optax.sgd(0.1)
+    state, final, m = make_tbptt_step(loss_fn, tx, window=steps, update=update)(
+        TrainState.create(params, tx), carry, (x, y), k4
+    )
+    # full BPTT by hand: one gradient through all steps, with the first window's key
+    (loss, want_final), g = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, carry, x, y, jax.random.fold_in(k4, 0)
+    )
+    want = jax.tree.map(lambda p, g: p - 0.1 * g, params, g)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), state.params, want)
+    np.testing.assert_allclose(m["loss"], [loss], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(want_final), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)

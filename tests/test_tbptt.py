@@ -29,6 +29,7 @@ def _run(p, carry, x, key):
         return_state=True,
         dropout=0.2,
         key=key,
+        training=key is not None,
     )
     return carry, hs @ p["w"]  # (B, t, 1)
 

@@ -44,7 +44,7 @@ def _init(seed=0):
 
 
 def _apply(params, x, key=None):
-    h = jaxrnn.simple_rnn(params["rnn"], x, dropout=0.1, key=key)  # (B, H)
+    h = jaxrnn.simple_rnn(params["rnn"], x, dropout=0.1, key=key, training=key is not None)  # (B, H)
     return h @ params["w"] + params["b"]  # (B, 1)
 
 
