@@ -67,13 +67,14 @@ def init_model(key, n_features: int, units: list[int], n_classes: int = 10):
     }
 
 
-def make_apply(dropout: float):
+def make_apply(dropout: float, matmul_dtype=None):
     def apply(params, x, key=None):  # x: (B, rows, cols) -> logits (B, 10)
         h = x
         n = len(params["lstm"])
         keys = [None] * n if key is None else list(jax.random.split(key, n))
         for i, (p, k) in enumerate(zip(params["lstm"], keys, strict=True)):
-            h = jaxrnn.lstm(p, h, return_sequences=i < n - 1)  # (B, T, H), last: (B, H)
+            # (B, T, H); the last layer gives (B, H)
+            h = jaxrnn.lstm(p, h, return_sequences=i < n - 1, matmul_dtype=matmul_dtype)
             if k is not None and dropout > 0:  # Keras' Dropout layer after each LSTM
                 keep = jax.random.bernoulli(k, 1 - dropout, h.shape)
                 h = jnp.where(keep, h / (1 - dropout), 0)
@@ -113,6 +114,9 @@ def main(argv=None):
     )
     ap.add_argument("--mnist", default=None, help="path to a local mnist.npz (28x28 version)")
     ap.add_argument("--limit", type=int, default=None, help="use only this many training images")
+    ap.add_argument(
+        "--matmul-dtype", default=None, help="e.g. bfloat16: mixed-precision matmuls, float32 state"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--verbose", type=int, default=1, help="fit's verbosity (1: progress bar)")
     ap.add_argument("--out", default=None, help="where to save the confusion matrix (PNG)")
@@ -134,7 +138,7 @@ def main(argv=None):
         f"{x_tr.shape[1]} steps of {x_tr.shape[2]} features; LSTM{units}, dropout {dropout}"
     )
 
-    apply = make_apply(dropout)
+    apply = make_apply(dropout, args.matmul_dtype)
     params = init_model(jax.random.key(args.seed), x_tr.shape[2], units)
 
     def loss_fn(p, x, y, key):

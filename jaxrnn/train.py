@@ -379,7 +379,12 @@ def _check_xy(x: Any, y: Any, where: str, prefix: str = "") -> tuple[Any, Any, i
             "per input sequence."
         )
     if n == 0:
-        raise ValueError(f"{where}: {prefix}x and {prefix}y hold no examples (first axis is 0).")
+        shape = [leaf.shape for leaf in jax.tree.leaves(x)]
+        raise ValueError(
+            f"{where}: {prefix}x and {prefix}y hold no examples: {prefix}x has shape "
+            f"{shape[0] if len(shape) == 1 else shape}, expected at least 1 on the first axis. "
+            "Check the slicing or train/validation split that produced them."
+        )
     return x, y, n
 
 
