@@ -73,6 +73,16 @@ def test_digits_rows_runs(tmp_path):
     check_figure(out)
 
 
+@needs_sklearn
+def test_digits_rows_with_bfloat16_matmuls_trains_and_stays_finite():
+    flags = "--epochs 6 --limit 600 --units 32 --lr 1e-2 --verbose 0".split()
+    base = load("digits_rows").main(flags)
+    res = load("digits_rows").main([*flags, "--matmul-dtype", "bfloat16"])
+    # measured: test loss 0.610 (float32) vs 0.611 (bfloat16); accuracy 79% both; chance 10%
+    assert math.isfinite(res["test_loss"]) and res["test_accuracy"] > 0.6
+    assert abs(res["test_loss"] - base["test_loss"]) < 0.05 * base["test_loss"]
+
+
 def _fake_mnist(path, n_train=24, n_test=10):
     rng = np.random.default_rng(0)
     np.savez(
