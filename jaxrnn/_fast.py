@@ -2,7 +2,9 @@
 
 The fused path hoists the input projection ``x W`` out of the loop (one
 ``(T·B, I) @ (I, G·H)`` matmul), keeps only ``h U``, the bias and the gate
-arithmetic in the loop, and uses hand-written backward passes. It covers the default
+arithmetic in the loop, and uses hand-written backward passes (the LSTM from
+``AUTODIFF_MIN_BATCH`` sequences on: autodiff of an in-loop projection, see
+``_fast_lstm``). It covers the default
 activations, lengths/masks, reverse, input dropout with a shared mask, any
 ``unroll``; everything else (custom activations, recurrent dropout, the
 reset-before GRU) runs the generic scan of the step functions, which computes
@@ -19,7 +21,7 @@ import jax.numpy as jnp
 from ._activations import get_activation
 from ._fast_common import LoopOptions, cast, matmul
 from ._fast_gru import gru_recurrence
-from ._fast_lstm import lstm_recurrence
+from ._fast_lstm import AUTODIFF_MIN_BATCH, lstm_layer, lstm_recurrence
 from ._fast_rnn import ACTIVATIONS as RNN_ACTIVATIONS
 from ._fast_rnn import rnn_recurrence
 from ._gru import gru_step
@@ -97,6 +99,9 @@ def fast_segment(
         rb = zeros if params.recurrent_bias is None else params.recurrent_bias
         ys, h = gru_recurrence(xs, params.kernel, u, b, rb, carry, m, opts)
         return h, ys
+    if step is lstm_step and xs.shape[1] >= AUTODIFF_MIN_BATCH:
+        ys, h, c = lstm_layer(xs, params.kernel, u, b, carry.h, carry.c, m, opts)
+        return LSTMState(h, c), ys
     xw = matmul(xs, cast(params.kernel, opts), opts, dtype)  # (T, B, G·H), hoisted
     if step is lstm_step:
         ys, h, c = lstm_recurrence(xw, u, b, carry.h, carry.c, m, opts)

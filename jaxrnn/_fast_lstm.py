@@ -9,6 +9,11 @@ gradients ``da`` per step, and forms ``dU`` as one matmul over all ``T·B`` rows
 after the loop and ``db`` as one sum; ``dW`` and ``dx`` come from differentiating
 the hoisted projection, also one matmul each. Only the default activations (sigmoid gates,
 tanh cell) take this path.
+
+``lstm_layer(xs, W, U, ...)`` is what the layers call: the same forward pass,
+and from ``AUTODIFF_MIN_BATCH`` sequences on a different gradient, JAX's VJP of
+a loop that projects ``x_t W`` inside it, which accumulates the weight
+gradients step by step and measured faster at those batch sizes.
 """
 
 from __future__ import annotations
@@ -110,10 +115,75 @@ def _bwd(opts, saved, cotangents):
 
     h_prev, c_prev, gates = res
     (dh0, dc0), das = jax.lax.scan(
-        body, (dh_T, dc_T), (dys, mask, (c_prev, gates)), reverse=not opts.reverse,
+        body,
+        (dh_T, dc_T),
+        (dys, mask, (c_prev, gates)),
+        reverse=not opts.reverse,
         unroll=opts.unroll,
     )
     return das, sum_outer(h_prev, das, opts), das.sum(axis=(0, 1)), dh0, dc0, None
 
 
 lstm_recurrence.defvjp(_fwd, _bwd)
+
+
+# From this batch size on, training takes JAX's autodiff of a loop that projects
+# x_t W inside it (``lstm_layer``). Training step time, autodiff / hand-written, on
+# a 2-core XLA:CPU (``python benchmarks/lstm_backward.py``), (B, T, I, H):
+# (64, 28, 28, 128) 0.90, (64, 100, 128, 256) 0.93, (128, 28, 28, 128) 0.81,
+# (256, 28, 28, 64) 0.77; but (32, 100, 32, 128) 1.15 and (16, 200, 8, 64) 1.01.
+AUTODIFF_MIN_BATCH = 64
+
+
+def _project_in_loop(xs, w, u, b, h0, c0, mask, opts: LoopOptions):
+    """The same recurrence with ``x_t W`` computed inside the loop, for autodiff.
+
+    Differentiated by JAX, its backward loop accumulates ``dW``, ``dU`` and ``db``
+    step by step while the step's values are in cache, instead of one pass over
+    the stored ``(T, B, 4H)`` gate gradients after the loop, which at large
+    batches costs more than it saves.
+    """
+    w_c, u_c = cast(w, opts), cast(u, opts)
+
+    def body(carry, inp):
+        h, c = carry
+        x_t, m = inp
+        a = matmul(x_t, w_c, opts, h.dtype) + b + matmul(h, u_c, opts, h.dtype)
+        # separate sigmoids here: with the one-tanh form of ``_gates`` XLA:CPU's
+        # backward loop measured 1.4x slower once the outputs are transposed to
+        # batch-major (as every batch-major layer call does)
+        a_i, a_f, a_g, a_o = jnp.split(a, 4, axis=-1)
+        i, f, o = jax.nn.sigmoid(a_i), jax.nn.sigmoid(a_f), jax.nn.sigmoid(a_o)
+        g = jnp.tanh(a_g)
+        c_new = f * c + i * g
+        h_new = o * jnp.tanh(c_new)
+        if m is not None:
+            h_new, c_new = jnp.where(m, h_new, h), jnp.where(m, c_new, c)
+        return (h_new, c_new), h_new
+
+    (h, c), hs = jax.lax.scan(body, (h0, c0), (xs, mask), reverse=opts.reverse, unroll=opts.unroll)
+    ys = hs if mask is None else jnp.where(mask, hs, 0)
+    return ys, h, c
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7,))
+def lstm_layer(xs, w, u, b, h0, c0, mask, opts: LoopOptions):
+    """``(ys, h_T, c_T)`` from time-major ``xs`` (T, B, I): the fused forward pass
+    (hoisted projection, ``lstm_recurrence``) and, when differentiated, the VJP of
+    ``_project_in_loop`` (see ``AUTODIFF_MIN_BATCH``)."""
+    xw = matmul(xs, cast(w, opts), opts, h0.dtype)
+    return lstm_recurrence(xw, u, b, h0, c0, mask, opts)
+
+
+def _layer_fwd(xs, w, u, b, h0, c0, mask, opts):
+    def run(xs, w, u, b, h0, c0):
+        return _project_in_loop(xs, w, u, b, h0, c0, mask, opts)
+
+    return jax.vjp(run, xs, w, u, b, h0, c0)
+
+
+def _layer_bwd(opts, vjp, cotangents):
+    return (*vjp(cotangents), None)
+
+
+lstm_layer.defvjp(_layer_fwd, _layer_bwd)

@@ -18,9 +18,25 @@ LAYERS = {
     "rnn_relu": (jaxrnn.simple_rnn, "rnn", {"activation": "relu"}),
     "rnn_sigmoid": (jaxrnn.simple_rnn, "rnn", {"activation": jax.nn.sigmoid}),
     "lstm": (jaxrnn.lstm, "lstm", {}),
+    # the LSTM's other backward pass (autodiff of an in-loop projection), which the
+    # layers take from AUTODIFF_MIN_BATCH on, forced here at the tests' small batch
+    "lstm_autodiff": (jaxrnn.lstm, "lstm", {}),
     "gru": (jaxrnn.gru, "gru", {}),
 }
 B, T, I = 3, 6, 3
+
+
+@pytest.fixture(autouse=True)
+def _lstm_backward(request, monkeypatch):
+    """Tests parametrized with name='lstm_autodiff' run the autodiff backward pass."""
+    spec = getattr(request.node, "callspec", None)
+    if spec is None or spec.params.get("name") != "lstm_autodiff":
+        yield
+        return
+    monkeypatch.setattr(jaxrnn._fast, "AUTODIFF_MIN_BATCH", 1)
+    jax.clear_caches()  # the layers' jitted programs were traced with the other choice
+    yield
+    jax.clear_caches()
 
 
 def both(layer, *args, **kw):
@@ -83,7 +99,7 @@ def test_fast_equals_scan_outputs_and_gradients(name, opts):
     assert_trees_close(g_fast, g_scan)
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru"])
+@pytest.mark.parametrize("name", ["lstm", "lstm_autodiff", "gru"])
 def test_fast_bidirectional_and_stacked(name):
     layer, cell, _ = LAYERS[name]
     init = {"lstm": jaxrnn.init_lstm, "gru": jaxrnn.init_gru}[cell]
@@ -102,7 +118,7 @@ def test_fast_bidirectional_and_stacked(name):
     assert_trees_close(jax.grad(loss)(ps, "fast"), jax.grad(loss)(ps, "scan"))
 
 
-@pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "gru"])
+@pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "lstm_autodiff", "gru"])
 def test_fast_under_vmap_over_params_jit_and_checkpoint(name):
     layer, cell, kw = LAYERS[name]
     ps = [make(cell, seed=s)[0] for s in range(3)]
@@ -119,7 +135,7 @@ def test_fast_under_vmap_over_params_jit_and_checkpoint(name):
     assert_trees_close(g_ckpt, jax.grad(loss)(ps[0], "scan"))
 
 
-@pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "gru"])
+@pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "lstm_autodiff", "gru"])
 def test_grad_of_grad_through_fast_path(name):
     """Reverse-over-reverse works through the custom VJP (its backward is differentiable)."""
     layer, cell, kw = LAYERS[name]
@@ -161,7 +177,7 @@ def test_auto_falls_back_and_fast_refuses_unsupported_options():
         jaxrnn.gru(g, x, impl="cudnn")
 
 
-@pytest.mark.parametrize("name", ["rnn_relu", "lstm", "gru"])
+@pytest.mark.parametrize("name", ["rnn_relu", "lstm", "lstm_autodiff", "gru"])
 @pytest.mark.parametrize("remat", ["step", "sqrt"])
 @pytest.mark.parametrize("steps,opts", [(7, {}), (10, {"go_backwards": True, "lengths": [10, 3, 0]}), (1, {}), (0, {})])
 def test_remat_gives_the_same_values_and_gradients(name, remat, steps, opts):
@@ -208,7 +224,7 @@ def test_remat_sqrt_reduces_compiled_memory():
     assert sqrt < 0.5 * full, (full, sqrt)
 
 
-@pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "gru"])
+@pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "lstm_autodiff", "gru"])
 def test_bfloat16_matmuls_keep_float32_state_and_stay_close(name):
     layer, cell, kw = LAYERS[name]
     init = {"rnn": jaxrnn.init_rnn, "lstm": jaxrnn.init_lstm, "gru": jaxrnn.init_gru}[cell]
@@ -238,3 +254,28 @@ def test_matmul_dtype_needs_the_fused_path():
         jaxrnn.lstm(p, x, impl="scan", matmul_dtype=jnp.bfloat16)
     with pytest.raises(TypeError, match="not a floating dtype"):
         jaxrnn.lstm(p, x, matmul_dtype=jnp.int8)
+
+
+def test_lstm_backward_switches_to_autodiff_at_large_batches(monkeypatch):
+    """From AUTODIFF_MIN_BATCH on, the fused LSTM's gradient comes from autodiff of the
+    in-loop projection (faster there, see benchmarks/lstm_backward.py): same values."""
+    from jaxrnn import _fast_lstm
+
+    calls = []
+    original = _fast_lstm._project_in_loop
+    monkeypatch.setattr(_fast_lstm, "_project_in_loop", lambda *a: calls.append(1) or original(*a))
+    p, _, _ = make("lstm")
+    for batch, expected in [(jaxrnn._fast.AUTODIFF_MIN_BATCH, 1), (jaxrnn._fast.AUTODIFF_MIN_BATCH - 1, 0)]:
+        calls.clear()
+        jax.clear_caches()
+        x = jax.random.normal(jax.random.key(2), (batch, T, I))
+        sl = jnp.arange(batch) % (T + 1)
+
+        def loss(p, x, impl, sl=sl):
+            return jnp.sum(jnp.sin(jaxrnn.lstm(p, x, seq_lengths=sl, return_sequences=True, impl=impl)))
+
+        assert_trees_close(jaxrnn.lstm(p, x, seq_lengths=sl, impl="fast"), jaxrnn.lstm(p, x, seq_lengths=sl, impl="scan"))
+        assert len(calls) == 0  # the forward alone never takes it
+        g_fast = jax.grad(loss, argnums=(0, 1))(p, x, "fast")
+        assert len(calls) == expected
+        assert_trees_close(g_fast, jax.grad(loss, argnums=(0, 1))(p, x, "scan"))
