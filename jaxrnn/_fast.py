@@ -78,13 +78,16 @@ def fast_segment(
     reverse: bool,
     unroll: int | bool,
     matmul_dtype: str | None = None,
+    lstm_autodiff_min_batch: int | None = None,
 ) -> tuple[Any, jax.Array]:
     """``(final_carry, ys)`` of the fused recurrence over time-major ``xs`` ``(T, B, I)``.
 
     ``valid`` is the boolean ``(T, B)`` step mask or None; ``ys`` is ``(T, B, H)``.
     With ``matmul_dtype`` (e.g. ``"bfloat16"``) every matmul takes inputs in that
     dtype and accumulates in the parameters' dtype; gates, carry and cell state
-    stay in the parameters' dtype.
+    stay in the parameters' dtype. The LSTM's gradient is autodiff of an in-loop
+    projection from ``lstm_autodiff_min_batch`` sequences on (None:
+    ``AUTODIFF_MIN_BATCH``; see ``_fast_lstm``).
     """
     opts = LoopOptions(reverse, unroll, matmul_dtype)
     dtype = params.kernel.dtype
@@ -99,7 +102,9 @@ def fast_segment(
         rb = zeros if params.recurrent_bias is None else params.recurrent_bias
         ys, h = gru_recurrence(xs, params.kernel, u, b, rb, carry, m, opts)
         return h, ys
-    if step is lstm_step and xs.shape[1] >= AUTODIFF_MIN_BATCH:
+    if lstm_autodiff_min_batch is None:
+        lstm_autodiff_min_batch = AUTODIFF_MIN_BATCH
+    if step is lstm_step and xs.shape[1] >= lstm_autodiff_min_batch:
         ys, h, c = lstm_layer(xs, params.kernel, u, b, carry.h, carry.c, m, opts)
         return LSTMState(h, c), ys
     xw = matmul(xs, cast(params.kernel, opts), opts, dtype)  # (T, B, G·H), hoisted

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _fast
 from ._activations import get_activation
 from ._checks import check_hidden, check_input, check_params, dtype_of, is_float, shape_of
 from ._dropout import check_rate, dropout_key, make_dropout_masks
@@ -176,6 +177,7 @@ def run_layer(
         time_major=time_major,
         return_sequences=return_sequences,
         return_state=return_state,
+        lstm_autodiff_min_batch=_fast.AUTODIFF_MIN_BATCH,  # read per call: part of the cache key
     )
     return _run(plan, params, x, initial_state, valid, masks)
 
@@ -193,6 +195,7 @@ class _Plan(NamedTuple):
     time_major: bool
     return_sequences: bool
     return_state: bool
+    lstm_autodiff_min_batch: int  # see _fast_lstm.AUTODIFF_MIN_BATCH
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -213,6 +216,7 @@ def _run(plan: _Plan, params, x, initial_state, valid, masks):
             reverse=plan.go_backwards,
             unroll=plan.unroll,
             matmul_dtype=plan.matmul_dtype,
+            lstm_autodiff_min_batch=plan.lstm_autodiff_min_batch,
         )
     else:
         cell = functools.partial(
