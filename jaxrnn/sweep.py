@@ -10,9 +10,10 @@ at once::
     jax.jit(jax.vmap(train_fn))(table)              # ... as one program
 
 Anything that does not change shapes can be swept: learning rate, weight decay,
-clip norm, initialisation scale, the seed, and dropout rates of dropout written
-with ``jax.random.bernoulli`` (the layers' own ``dropout=`` arguments take Python
-floats, so they cannot be traced). ``chunk_size`` bounds memory by running ``chunk_size`` configurations at
+clip norm, initialisation scale, the seed, and dropout rates (the layers'
+``dropout=`` / ``recurrent_dropout=`` accept a traced rate, which always draws
+its masks and needs a ``key``; a swept rate of 0 keeps every unit).
+``chunk_size`` bounds memory by running ``chunk_size`` configurations at
 a time (``lax.map`` over chunks of vmapped configurations, still one
 program); ``mesh`` spreads the configurations over devices (``shard_map``).
 
