@@ -21,6 +21,7 @@ medians (and minima) of ``--reps`` calls, compiled beforehand, blocked on.
 from __future__ import annotations
 
 import argparse
+import pathlib
 import platform
 import sys
 import time
@@ -31,6 +32,12 @@ import numpy as np
 
 import jaxrnn
 from jaxrnn import _fast
+
+HERE = pathlib.Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # also when loaded by path from elsewhere (tests)
+    sys.path.insert(0, str(HERE))
+
+from run import machine_info, versions  # noqa: E402
 
 SHAPES = [  # (B, T, I, H)
     (16, 200, 8, 64),
@@ -59,10 +66,12 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=25)
     args = ap.parse_args(argv)
     default = _fast.AUTODIFF_MIN_BATCH
+    m, v = machine_info(), versions()
     print(
-        f"machine: {platform.processor() or platform.machine()}, {jax.device_count()} JAX "
-        f"device(s) ({jax.devices()[0].platform}); python {platform.python_version()}, "
-        f"jax {jax.__version__}, jaxrnn {jaxrnn.__version__}; AUTODIFF_MIN_BATCH = {default}"
+        f"machine: {m['cpu']}, {m['cores']} cores, {m['ram']} RAM, JAX devices: "
+        f"{', '.join(str(d) for d in jax.devices())}; Python {platform.python_version()}, "
+        f"jax {v['jax']}, jaxlib {v['jaxlib']}, jaxrnn {jaxrnn.__version__}; "
+        f"AUTODIFF_MIN_BATCH = {default}"
     )
     print("LSTM training step (value_and_grad), float32, ms: median (min)")
     print("| B, T, I, H | hand | autodiff | impl='scan' | autodiff / hand | layer uses |")

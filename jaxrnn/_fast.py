@@ -78,7 +78,7 @@ def fast_segment(
     reverse: bool,
     unroll: int | bool,
     matmul_dtype: str | None = None,
-    lstm_autodiff_min_batch: int | None = None,
+    lstm_autodiff_min_batch: int = AUTODIFF_MIN_BATCH,
 ) -> tuple[Any, jax.Array]:
     """``(final_carry, ys)`` of the fused recurrence over time-major ``xs`` ``(T, B, I)``.
 
@@ -86,8 +86,8 @@ def fast_segment(
     With ``matmul_dtype`` (e.g. ``"bfloat16"``) every matmul takes inputs in that
     dtype and accumulates in the parameters' dtype; gates, carry and cell state
     stay in the parameters' dtype. The LSTM's gradient is autodiff of an in-loop
-    projection from ``lstm_autodiff_min_batch`` sequences on (None:
-    ``AUTODIFF_MIN_BATCH``; see ``_fast_lstm``).
+    projection from ``lstm_autodiff_min_batch`` sequences on (the layers pass
+    ``AUTODIFF_MIN_BATCH`` as read at each call; see ``_fast_lstm``).
     """
     opts = LoopOptions(reverse, unroll, matmul_dtype)
     dtype = params.kernel.dtype
@@ -102,8 +102,6 @@ def fast_segment(
         rb = zeros if params.recurrent_bias is None else params.recurrent_bias
         ys, h = gru_recurrence(xs, params.kernel, u, b, rb, carry, m, opts)
         return h, ys
-    if lstm_autodiff_min_batch is None:
-        lstm_autodiff_min_batch = AUTODIFF_MIN_BATCH
     if step is lstm_step and xs.shape[1] >= lstm_autodiff_min_batch:
         ys, h, c = lstm_layer(xs, params.kernel, u, b, carry.h, carry.c, m, opts)
         return LSTMState(h, c), ys
