@@ -231,6 +231,11 @@ def _run(plan: _Plan, params, x, initial_state, valid, masks):
             checkpoint_step=plan.remat == "step",
         )
     xs = x if plan.time_major else jnp.swapaxes(x, 0, 1)  # (T, B, I)
+    if valid is not None:
+        # Padded steps read zeros, so whatever the padding holds (NaN, inf) reaches
+        # no value and no gradient: their results are discarded, and the backward
+        # pass multiplies finite derivatives by zero cotangents.
+        xs = jnp.where(valid[..., None], xs, jnp.zeros((), xs.dtype))
     if plan.remat == "sqrt":
         carry, ys = nested_scan(segment, initial_state, xs, valid, reverse=plan.go_backwards)
     else:

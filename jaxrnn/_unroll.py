@@ -135,7 +135,10 @@ def unroll(
 
     so outputs stay aligned with the inputs even when ``reverse=True`` (as
     ``lax.scan(reverse=True)``), padded steps never change the carry, and a
-    zero-length sequence returns the initial carry. With right padding, the
+    zero-length sequence returns the initial carry. Padded inputs are never
+    read: whatever they hold (NaN, inf) reaches no output and no gradient. (The
+    loop still evaluates ``step`` on a zero input at a padded step and discards
+    the result, so a step must be finite at ``x = 0``, as every built-in cell is.) With right padding, the
     reverse pass visits ``length-1, ..., 0``: each sequence is reversed within
     its own length.
 
@@ -184,6 +187,10 @@ def unroll(
     num_steps = lead[0]
     batch_shape = lead[1:-1]  # every axis between time and features
     m = sequence_mask(seq_lengths, mask, batch_shape, num_steps, time_major=time_major, where=where)
+    if m is not None:
+        # The step reads zeros at padded steps, so NaN or inf padding reaches no
+        # value and no gradient (the step's result there is discarded).
+        xs = _where(m, xs, jax.tree.map(jnp.zeros_like, xs))
 
     def segment(c, x, v):
         return scan_segment(
