@@ -109,7 +109,7 @@ def unroll_with_resets(
 
     For one sequence ``b`` with validity ``m`` (from ``seq_lengths``/``mask``)::
 
-        c0 = carry if initial_state is None else initial_state
+        c0 = zeros_like(carry) if initial_state is None else initial_state
         for t in range(T):
             if m[t]:
                 if resets[t]:
@@ -121,7 +121,12 @@ def unroll_with_resets(
 
     so the outputs and final carry equal running each episode separately from
     ``c0`` (tested), and gradients flow only within an episode (and into ``c0``).
-    ``resets[:, 0]`` is a no-op when ``c0`` is the starting carry.
+    A reset means one thing everywhere in jaxrnn: back to the zero state (as
+    ``with_resets``), never back to the incoming ``carry``. The incoming carry
+    is only where the first episode starts, so a stream cut into windows (e.g.
+    truncated BPTT, carrying the state from window to window) restarts every
+    episode from zeros whichever window it begins in. ``initial_state`` makes a
+    reset restore anything else (a learned state, or ``initial_state=carry``).
     Only forward processing is offered (an episode's start is only defined going
     forward).
 
@@ -131,7 +136,8 @@ def unroll_with_resets(
         xs: inputs ``(B, T, ...)`` (``(T, B, ...)`` when ``time_major``).
         carry: the starting carry ``(B, ...)`` leaves.
         resets: boolean ``(B, T)`` (``(T, B)`` when ``time_major``).
-        initial_state: the state a reset restores; default: ``carry`` itself.
+        initial_state: the state a reset restores, a pytree like the carry whose
+            leaves broadcast against it; default (None): zeros, as ``with_resets``.
         time_major, seq_lengths, mask, unroll, remat: as for ``jaxrnn.unroll``.
 
     Returns:
@@ -169,10 +175,9 @@ def unroll_with_resets(
             f"leading axes of xs (xs.shape={tuple(np.shape(leaves[0]))}): one flag per step "
             "of each sequence."
         )
-    c0 = carry if initial_state is None else initial_state
     # unroll wants a feature axis on every input leaf: carry the flags as (B, T, 1).
     return _unroll.unroll(
-        with_resets(step, c0),
+        with_resets(step, initial_state),
         params,
         (xs, jnp.asarray(resets)[..., None]),
         carry,

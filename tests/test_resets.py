@@ -63,7 +63,8 @@ RESETS = np.array(
 def test_resets_equal_separate_episodes(kind):
     step, p, xs, carry = _case(kind)
     final, ys = unroll_with_resets(step, p, xs, carry, jnp.asarray(RESETS))
-    want_final, want_ys = _episodes_separately(step, p, xs, carry, RESETS, carry)
+    zeros = jaxrnn.zero_state(p, (B,))  # a reset restores zeros, never the incoming carry
+    want_final, want_ys = _episodes_separately(step, p, xs, carry, RESETS, zeros)
     np.testing.assert_allclose(ys, want_ys, atol=1e-5)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), final, want_final)
 
@@ -93,7 +94,7 @@ def test_resets_property(flags):
     final, ys = jax.jit(unroll_with_resets, static_argnums=0)(
         step, p, xs, carry, jnp.asarray(resets)
     )
-    want_final, want_ys = _episodes_separately(step, p, xs, carry, resets, carry)
+    want_final, want_ys = _episodes_separately(step, p, xs, carry, resets, jnp.zeros_like(carry))
     np.testing.assert_allclose(ys, want_ys, atol=1e-5)
     np.testing.assert_allclose(final, want_final, atol=1e-5)
 
@@ -131,9 +132,73 @@ def test_gradients_stay_within_episodes():
     # gradient of the final carry w.r.t. the starting carry is cut by the reset ...
     g = jax.grad(lambda c: unroll_with_resets(step, p, xs, c, resets, initial_state=c0)[0].h.sum())
     assert float(jnp.abs(g(carry).h).max()) == 0.0
-    # ... but reaches a state that every reset restores (default initial_state = carry)
+    # ... and also with the default (zeros) ...
     g = jax.grad(lambda c: unroll_with_resets(step, p, xs, c, resets)[0].h.sum())
+    assert float(jnp.abs(g(carry).h).max()) == 0.0
+    # ... but reaches a state that every reset restores when asked (initial_state=carry)
+    g = jax.grad(lambda c: unroll_with_resets(step, p, xs, c, resets, initial_state=c)[0].h.sum())
     assert float(jnp.abs(g(carry).h).max()) > 0.0
+
+
+def test_a_reset_at_step_zero_restores_zeros_not_the_incoming_carry():
+    step, p, xs, carry = _case("gru", 6)
+    first = jnp.zeros((B, T), bool).at[:, 0].set(True)
+    _, ys = unroll_with_resets(step, p, xs, carry, first)
+    _, want = jaxrnn.unroll(step, p, xs, jnp.zeros_like(carry))
+    np.testing.assert_allclose(ys, want, atol=1e-6)
+    _, ys = unroll_with_resets(step, p, xs, carry, first, initial_state=carry)  # explicit
+    _, want = jaxrnn.unroll(step, p, xs, carry)
+    np.testing.assert_allclose(ys, want, atol=1e-6)
+
+
+def test_resets_across_tbptt_windows():
+    """A stream cut into windows, the carry passed on from window to window: every
+    episode restarts from zeros whichever window it starts in (with the old default,
+    a reset restored the window's incoming carry, a stale state)."""
+    import optax
+
+    from jaxrnn.tbptt import make_tbptt_step
+    from jaxrnn.train import TrainState
+
+    steps, k = 12, 3
+    p = jaxrnn.init_lstm(jax.random.key(0), I, H)
+    x = jax.random.normal(jax.random.key(1), (B, steps, I))
+    y = jnp.zeros((B, steps, H))
+    resets = np.zeros((B, steps), bool)
+    resets[0, [4, 7, 9]] = True  # episodes that start inside windows 1, 2 and 3
+    resets[1, [3, 6]] = True  # episodes that start at window boundaries
+    resets = jnp.asarray(resets)
+
+    def window_loss(p, carry, xr, y, key):
+        x, r = xr
+        carry, ys = unroll_with_resets(jaxrnn.lstm_step, p, x, carry, r)
+        return jnp.mean((ys - y) ** 2, axis=(0, 2)).sum(), carry  # sum over the window
+
+    tbptt = make_tbptt_step(window_loss, optax.sgd(0.0), window=k)
+    state = TrainState.create(p, optax.sgd(0.0))
+    _, carry, m = tbptt(state, jaxrnn.zero_state(p, (B,)), ((x, resets), y), None)
+
+    want_final, want_ys = _episodes_separately_t(p, x, resets)
+    per_step = jnp.mean(jnp.asarray(want_ys) ** 2, axis=(0, 2))  # (steps,)
+    np.testing.assert_allclose(m["loss"], per_step.reshape(-1, k).sum(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(carry.h, want_final.h, atol=1e-5)
+    np.testing.assert_allclose(carry.c, want_final.c, atol=1e-5)
+
+
+def _episodes_separately_t(p, x, resets):
+    """Each episode of an LSTM stream run alone from zeros (Python loop over steps)."""
+    batch, steps = resets.shape
+    ys = np.zeros((batch, steps, H), np.float32)
+    finals = []
+    for b in range(batch):
+        c = jaxrnn.zero_state(p, (1,))
+        for t in range(steps):
+            if resets[b, t]:
+                c = jaxrnn.zero_state(p, (1,))
+            c, yt = _jit_step(jaxrnn.lstm_step, p, c, x[b : b + 1, t])
+            ys[b, t] = np.asarray(yt[0])
+        finals.append(c)
+    return jax.tree.map(lambda *a: jnp.concatenate(a), *finals), ys
 
 
 def test_with_resets_under_lax_scan_with_broadcast_initial_state():
