@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -27,8 +28,87 @@ def is_float(a: Any) -> bool:
     return jnp.issubdtype(dtype_of(a), jnp.floating)
 
 
+# gates -> (parameter type, initialiser, layer function)
+_KINDS = {
+    1: ("RNNParams", "init_rnn", "simple_rnn"),
+    4: ("LSTMParams", "init_lstm", "lstm"),
+    3: ("GRUParams", "init_gru", "gru"),
+}
+_LAYER_OF = {kind[0]: kind[2] for kind in _KINDS.values()}
+
+
+def _is_cell_params(p: Any) -> bool:
+    return hasattr(p, "_fields") and "kernel" in p._fields and "recurrent_kernel" in p._fields
+
+
+def check_params_type(params: Any, num_gates: int, where: str) -> None:
+    """Refuse anything but the cell's parameter NamedTuple, naming what it looks like.
+
+    The usual mix-ups: a Flax module or its state, Linen variables, a list of
+    parameter sets (``jaxrnn.stacked``'s, or ``from_torch(...).params``), a
+    ``Converted`` from ``jaxrnn.interop``, bidirectional parameters, or another
+    cell's parameters.
+    """
+    expected, init, layer = _KINDS[num_gates]
+    got = type(params).__name__
+    if _is_cell_params(params):
+        if got in _LAYER_OF and got != expected:
+            raise TypeError(
+                f"{where}: params is {got}, but {where} runs {expected}. Use "
+                f"jaxrnn.{_LAYER_OF[got]} for {got}, or build {expected} with jaxrnn.{init}."
+            )
+        return
+    want = f"params must be jaxrnn.{expected} (from jaxrnn.{init}(key, input_size, hidden_size))"
+    if hasattr(params, "_fields") and {"forward", "backward"} <= set(params._fields):
+        hint = (
+            f"these are bidirectional parameters: run them with "
+            f"jaxrnn.bidirectional(jaxrnn.{layer}, params, x)."
+        )
+    elif got == "Converted" and hasattr(params, "layer_kwargs"):
+        hint = (
+            "this is a jaxrnn.interop conversion: call it, conv(x), or pass its params "
+            "(conv.params; for a one-layer PyTorch module, conv.params[0])."
+        )
+    elif isinstance(params, (list, tuple)) and not hasattr(params, "_fields"):
+        n = len(params)
+        if n and all(hasattr(a, "shape") and not hasattr(a, "_fields") for a in params):
+            hint = (
+                f"got a {got} of {n} arrays. Keras' layer.get_weights() lists convert with "
+                "jaxrnn.interop.from_keras(weights); otherwise build the NamedTuple, e.g. "
+                f"jaxrnn.{expected}(kernel, recurrent_kernel, ...)."
+            )
+        elif n == 1:
+            hint = (
+                f"got a {got} of one parameter set. from_torch(...).params is a list with "
+                "one entry per layer: pass conv.params[0], or call conv(x)."
+            )
+        else:
+            hint = (
+                f"got a {got} of {n} entries. One parameter set per layer is the input of "
+                f"jaxrnn.stacked(jaxrnn.{layer}, params, x); for one layer pass params[k]."
+            )
+    elif isinstance(getattr(params, "params", None), tuple):
+        hint = (
+            f"got the module {got}: pass its parameters, module.params, or call the module itself."
+        )
+    elif type(params).__module__.startswith("flax") and got == "State":
+        hint = (
+            "got Flax's nnx.State (nnx.state(model)): pass model.params, the functional "
+            "NamedTuple of a jaxrnn.nnx module."
+        )
+    elif hasattr(params, "keys") and ("params" in params or "kernel" in params):
+        hint = (
+            "got a dict of Linen variables: convert them with "
+            "jaxrnn.linen.to_params(variables) (variables or variables['params'])."
+        )
+    else:
+        hint = f"got {got}."
+    raise TypeError(f"{where}: {want}; {hint}")
+
+
 def check_params(params: Any, num_gates: int, where: str) -> tuple[int, int]:
     """Validate a cell's parameters; return ``(input_size, hidden_size)``."""
+    check_params_type(params, num_gates, where)
     name = type(params).__name__
     kernel, recurrent = params.kernel, params.recurrent_kernel
     if np.ndim(kernel) != 2 or np.ndim(recurrent) != 2:
@@ -68,14 +148,28 @@ def check_params(params: Any, num_gates: int, where: str) -> tuple[int, int]:
     return shape_of(kernel)[0], hidden
 
 
+def check_float_input(x: Any, where: str) -> None:
+    """Refuse non-float inputs; integer arrays get the token-id hint, whatever their rank."""
+    if is_float(x):
+        return
+    dt = dtype_of(x)
+    if jnp.issubdtype(dt, jnp.integer):
+        raise TypeError(
+            f"{where}: x has integer dtype {dt} (shape {shape_of(x)}): token ids? A recurrent "
+            "layer reads floating-point feature vectors, so map ids to vectors first: an "
+            "embedding table E of shape (vocab_size, features) gives E[x], or use "
+            "jax.nn.one_hot(x, vocab_size), to get (batch, time, features). For numeric "
+            "data, convert with x.astype(jnp.float32)."
+        )
+    raise TypeError(
+        f"{where}: x has dtype {dt}, but recurrent layers need floating-point inputs. "
+        "Convert with x.astype(jnp.float32)."
+    )
+
+
 def check_input(x: Any, input_size: int, where: str, *, kernel_shape: tuple[int, ...]) -> None:
     """Validate a step input ``x`` of shape ``(..., input_size)``."""
-    if not is_float(x):
-        raise TypeError(
-            f"{where}: x has dtype {dtype_of(x)}, but recurrent layers need floating-point "
-            "inputs. Convert with x.astype(jnp.float32) (token ids need an embedding or "
-            "jax.nn.one_hot first)."
-        )
+    check_float_input(x, where)
     if np.ndim(x) < 1 or shape_of(x)[-1] != input_size:
         got = shape_of(x)[-1] if np.ndim(x) else "no"
         raise ValueError(
@@ -111,3 +205,37 @@ def check_mask_arg(mask: Any, where: str, arg: str, num_gates: int, last: int, l
             f"{where}: {arg}.shape={shape_of(mask)}, expected {shapes[0]} (one mask shared by "
             f"all gates) or {shapes[1]} (one mask per gate)."
         )
+
+
+def check_flag(value: Any, where: str, arg: str) -> None:
+    """Refuse a non-boolean switch (e.g. the string ``"False"``, which is truthy)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(
+            f"{where}: {arg} must be True or False, got {value!r} ({type(value).__name__}). "
+            "It is a Python switch decided before tracing; a string such as 'False' would "
+            "count as True."
+        )
+
+
+def under_forward_mode(tree: Any) -> bool:
+    """Whether any leaf is traced by forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``).
+
+    Walks each tracer's trace and its parents, so a ``vmap`` or ``grad`` inside
+    ``jvp`` is seen too. A function jitted *inside* ``jvp`` (``jax.jvp(jax.jit(f))``)
+    is traced on its own, before the ``jvp`` applies, and cannot be seen from here:
+    put ``jit`` outside (``jax.jit(jax.jacfwd(f))``) or pass ``impl="scan"``.
+    """
+    from jax import core
+    from jax.interpreters import ad
+
+    for leaf in jax.tree.leaves(tree):
+        if not isinstance(leaf, core.Tracer):
+            continue
+        trace = getattr(leaf, "_trace", None)
+        for _ in range(64):  # a trace's parents, innermost first
+            if trace is None:
+                break
+            if isinstance(trace, ad.JVPTrace):
+                return True
+            trace = getattr(trace, "parent_trace", None)
+    return False

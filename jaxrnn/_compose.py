@@ -174,6 +174,13 @@ def stacked(
         (4, 20)
     """
     where = "stacked"
+    if hasattr(params, "_fields") or not isinstance(params, Sequence):
+        raise TypeError(
+            f"{where}: params must be a list with one parameter set per layer, got a single "
+            f"{type(params).__name__}. For one layer pass [params] (or call the layer "
+            "function directly); for several, e.g. [jaxrnn.init_lstm(k1, 3, 64), "
+            "jaxrnn.init_lstm(k2, 64, 64)]."
+        )
     params = list(params)
     depth = len(params)
     if depth == 0:

@@ -16,7 +16,15 @@ import numpy as np
 
 from . import _fast
 from ._activations import get_activation
-from ._checks import check_hidden, check_input, check_params, dtype_of, is_float, shape_of
+from ._checks import (
+    check_flag,
+    check_float_input,
+    check_hidden,
+    check_input,
+    check_params,
+    shape_of,
+    under_forward_mode,
+)
 from ._dropout import check_rate, dropout_key, make_dropout_masks
 from ._fast import IMPLS, fast_reason, fast_segment
 from ._gru import gru_step
@@ -34,6 +42,7 @@ def check_sequence(x: Any, where: str, *, time_major: bool) -> tuple[int, int]:
     layout = "(time, batch, features)" if time_major else "(batch, time, features)"
     if not hasattr(x, "shape"):
         raise TypeError(f"{where}: x must be an array {layout}, got {type(x).__name__}.")
+    check_float_input(x, where)  # first: a 2-D array of token ids needs an embedding
     if np.ndim(x) != 3:
         hint = ""
         if np.ndim(x) == 2:
@@ -48,12 +57,6 @@ def check_sequence(x: Any, where: str, *, time_major: bool) -> tuple[int, int]:
             hint = " For extra batch axes, reshape them into one or use jax.vmap."
         raise ValueError(
             f"{where}: x must be 3-D {layout}, got x.shape={shape_of(x)} ({np.ndim(x)}-D).{hint}"
-        )
-    if not is_float(x):
-        raise TypeError(
-            f"{where}: x has dtype {dtype_of(x)}, but recurrent layers need floating-point "
-            "inputs. Convert with x.astype(jnp.float32) (token ids need an embedding or "
-            "jax.nn.one_hot first)."
         )
     b, t = shape_of(x)[:2]
     return (t, b) if time_major else (b, t)
@@ -115,6 +118,13 @@ def run_layer(
     batch, num_steps = check_sequence(x, where, time_major=time_major)
     check_input(x, in_size, where, kernel_shape=shape_of(params.kernel))
     check_unroll(unroll, where)
+    for flag, value in [
+        ("return_sequences", return_sequences),
+        ("return_state", return_state),
+        ("go_backwards", go_backwards),
+        ("time_major", time_major),
+    ]:
+        check_flag(value, where, flag)
     check_rate(dropout, where, "dropout")
     check_rate(recurrent_dropout, where, "recurrent_dropout")
     key = dropout_key(key, training, dropout, recurrent_dropout, where)
@@ -155,6 +165,9 @@ def run_layer(
         dtype=dtype,
     )
     reason = fast_reason(step, step_kwargs, masks.input, masks.recurrent, remat, where)
+    if reason is None and under_forward_mode((params, x, initial_state)):
+        # the fused path's custom VJP has no forward mode; the generic scan has both
+        reason = "forward-mode autodiff (jax.jvp, jax.jacfwd): its backward pass is a custom VJP"
     if impl == "fast" and reason is not None:
         raise ValueError(
             f"{where}: impl='fast' cannot run {reason}; use impl='auto' (falls back to "

@@ -10,9 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._checks import shape_of
+from ._gru import gru_step
+from ._lstm import lstm_step
 from ._remat import check_remat, nested_scan
+from ._simple_rnn import rnn_step
 
 Step = Callable[[Any, Any, jax.Array], tuple[Any, Any]]
+_CELLS = (rnn_step, lstm_step, gru_step)  # their carries are always (*batch, H)
 
 
 def check_unroll(unroll: int | bool, where: str) -> None:
@@ -23,6 +27,37 @@ def check_unroll(unroll: int | bool, where: str) -> None:
             f"{where}: unroll={unroll!r}; it must be an integer >= 1 (steps per loop "
             "iteration) or True (unroll the whole sequence)."
         )
+
+
+def check_carry_batch(
+    carry: Any, batch_shape: tuple, xs_shape: tuple, where: str, *, cell: bool
+) -> None:
+    """Every carry leaf with feature axes must lead with the batch axes of ``xs``.
+
+    For your own step, leaves of rank ``len(batch_shape)`` or less (e.g. a scalar
+    step counter) may be anything: a step is free to keep unbatched values in its
+    carry. A built-in cell's carry (``cell``) is always ``(*batch, H)``.
+    """
+    paths = jax.tree_util.tree_flatten_with_path(carry)[0]
+    nb = len(batch_shape)
+    for path, leaf in paths:
+        shape = shape_of(leaf)
+        if cell and len(shape) != nb + 1:
+            name = "carry" + jax.tree_util.keystr(path)
+            raise ValueError(
+                f"{where}: {name}.shape={shape}, but xs has batch shape {batch_shape} "
+                f"(xs.shape={xs_shape}), so expected {batch_shape} + (hidden,). Make the "
+                f"carry with jaxrnn.zero_state(params, {batch_shape})."
+            )
+        if len(shape) > nb and shape[:nb] != batch_shape:
+            name = "carry" + jax.tree_util.keystr(path)
+            raise ValueError(
+                f"{where}: {name}.shape={shape}, but xs has batch shape {batch_shape} "
+                f"(xs.shape={xs_shape}), so expected {batch_shape + shape[len(batch_shape) :]}: "
+                "the carry needs the same leading batch axes as the inputs. Make it with "
+                f"jaxrnn.zero_state(params, {batch_shape}) (or slice the inputs to the carry's "
+                "batch)."
+            )
 
 
 def sequence_mask(
@@ -186,6 +221,7 @@ def unroll(
     lead = shape_of(jax.tree.leaves(xs)[0])
     num_steps = lead[0]
     batch_shape = lead[1:-1]  # every axis between time and features
+    check_carry_batch(carry, batch_shape, shape_of(leaves[0]), where, cell=step in _CELLS)
     m = sequence_mask(seq_lengths, mask, batch_shape, num_steps, time_major=time_major, where=where)
     if m is not None:
         # The step reads zeros at padded steps, so NaN or inf padding reaches no

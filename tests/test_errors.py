@@ -98,7 +98,84 @@ CASES = [
     ("zero-state-type", lambda: jaxrnn.zero_state({"w": 1}, (2,)), TypeError, ["zero_state", "dict", "jnp.zeros"]),
     ("unroll-rank", lambda: jaxrnn.unroll(jaxrnn.lstm_step, LP, jnp.ones((5, 3)), S), ValueError,
      ["unroll", "(5, 3)", "time_major"]),
+    # params that are not the cell's NamedTuple: say what it is and how to get the NamedTuple
+    ("params-nnx-module", lambda: jaxrnn.lstm(_nnx_lstm(), X), TypeError,
+     ["lstm", "params must be jaxrnn.LSTMParams", "module LSTM", "module.params"]),
+    ("params-nnx-state", lambda: jaxrnn.lstm(_nnx_state(), X), TypeError,
+     ["lstm", "nnx.State", "model.params"]),
+    ("params-linen-variables", lambda: jaxrnn.gru(_linen_variables(), X), TypeError,
+     ["gru", "params must be jaxrnn.GRUParams", "Linen variables", "jaxrnn.linen.to_params(variables)"]),
+    ("params-linen-params-entry", lambda: jaxrnn.gru(_linen_variables()["params"], X), TypeError,
+     ["gru", "jaxrnn.linen.to_params"]),
+    ("params-torch-list", lambda: jaxrnn.lstm(_torch_params(), X), TypeError,
+     ["lstm", "list of one parameter set", "conv.params[0]", "conv(x)"]),
+    ("params-list-of-layers", lambda: jaxrnn.lstm([LP, LP], X), TypeError,
+     ["lstm", "list of 2 entries", "jaxrnn.stacked(jaxrnn.lstm, params, x)"]),
+    ("params-keras-weights-list", lambda: jaxrnn.lstm([LP.kernel, LP.recurrent_kernel, LP.bias], X), TypeError,
+     ["lstm", "list of 3 arrays", "from_keras(weights)"]),
+    ("params-bidirectional", lambda: jaxrnn.lstm(BidirectionalParams(LP, LP), X), TypeError,
+     ["lstm", "bidirectional parameters", "jaxrnn.bidirectional(jaxrnn.lstm, params, x)"]),
+    ("params-other-cell", lambda: jaxrnn.lstm(GP, X), TypeError,
+     ["lstm", "params is GRUParams", "jaxrnn.gru", "init_lstm"]),
+    ("params-step-module", lambda: jaxrnn.lstm_step(_nnx_lstm(), S, X[:, 0]), TypeError,
+     ["lstm_step", "module.params"]),
+    ("stacked-single-params", lambda: jaxrnn.stacked(jaxrnn.lstm, LP, X), TypeError,
+     ["stacked", "one parameter set per layer", "single LSTMParams", "[params]"]),
+    # integer input of any rank is token ids: the embedding / one_hot hint, not the rank hint
+    ("int-input-2d-tokens", lambda: jaxrnn.lstm(LP, jnp.ones((2, 5), jnp.int32)), TypeError,
+     ["lstm", "integer dtype int32", "shape (2, 5)", "token ids", "E[x]", "jax.nn.one_hot(x, vocab_size)"]),
+    ("int-input-step", lambda: jaxrnn.gru_step(GP, jnp.zeros((2, 4)), jnp.ones((2,), jnp.int32)), TypeError,
+     ["gru_step", "integer dtype", "one_hot"]),
+    # switches must be booleans: the string "False" is truthy
+    ("return-sequences-string", lambda: jaxrnn.lstm(LP, X, return_sequences="False"), TypeError,
+     ["lstm", "return_sequences must be True or False", "'False'", "str"]),
+    ("return-state-int", lambda: jaxrnn.gru(GP, X, return_state=1), TypeError,
+     ["gru", "return_state must be True or False", "int"]),
+    ("go-backwards-string", lambda: jaxrnn.simple_rnn(RP, X, go_backwards="True"), TypeError,
+     ["simple_rnn", "go_backwards must be True or False"]),
+    ("bidirectional-return-sequences-string",
+     lambda: jaxrnn.bidirectional(jaxrnn.gru, BidirectionalParams(GP, GP), X, return_sequences="no"),
+     TypeError, ["gru", "return_sequences must be True or False"]),
+    # the carry of unroll must have the inputs' batch
+    ("unroll-carry-batch", lambda: jaxrnn.unroll(jaxrnn.lstm_step, LP, X, jaxrnn.zero_state(LP, 4)), ValueError,
+     ["unroll", "carry.h.shape=(4, 4)", "batch shape (2,)", "expected (2, 4)", "zero_state(params, (2,))"]),
+    ("unroll-carry-unbatched", lambda: jaxrnn.unroll(jaxrnn.gru_step, GP, X, jaxrnn.zero_state(GP)), ValueError,
+     ["unroll", "carry.shape=(4,)", "batch shape (2,)", "zero_state(params, (2,))"]),
+    ("unroll-carry-batch-own-step",
+     lambda: jaxrnn.unroll(lambda p, c, x: (c, x), None, X, {"m": jnp.zeros((3, 7))}), ValueError,
+     ["unroll", "carry['m'].shape=(3, 7)", "expected (2, 7)"]),
+    ("impl-fast-forward-mode",
+     lambda: jax.jvp(lambda x: jaxrnn.gru(GP, x, impl="fast"), (X,), (X,)), ValueError,
+     ["gru", "impl='fast'", "forward-mode autodiff", "impl='scan'"]),
 ]
+
+
+def _nnx_lstm():
+    from flax import nnx
+
+    import jaxrnn.nnx
+
+    return jaxrnn.nnx.LSTM(3, 4, rngs=nnx.Rngs(0))
+
+
+def _nnx_state():
+    from flax import nnx
+
+    return nnx.state(_nnx_lstm())
+
+
+def _linen_variables():
+    import jaxrnn.linen
+
+    return jaxrnn.linen.GRU(4).init(K, X)
+
+
+def _torch_params():
+    import torch
+
+    from jaxrnn.interop import from_torch
+
+    return from_torch(torch.nn.LSTM(3, 4, batch_first=True)).params
 
 
 @pytest.mark.parametrize("call,exc,words", [c[1:] for c in CASES], ids=[c[0] for c in CASES])

@@ -148,14 +148,33 @@ def test_grad_of_grad_through_fast_path(name):
     np.testing.assert_allclose(jax.grad(outer)(x, "fast"), jax.grad(outer)(x, "scan"), atol=1e-4, rtol=1e-4)
 
 
-def test_forward_mode_needs_scan_impl():
-    p, _, _ = make("lstm")
+@pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "lstm_autodiff", "gru"])
+def test_forward_mode_autodiff_runs_the_generic_scan(name):
+    """jax.jvp / jacfwd / jvp of vmap / hessian through impl='auto' equal the generic
+    scan's (the fused path's custom VJP has no forward mode, so 'auto' picks the scan)."""
+    layer, cell, kw = LAYERS[name]
+    p, _, _ = make(cell)
     x = jax.random.normal(jax.random.key(2), (B, T, I))
-    f = lambda x, impl: jaxrnn.lstm(p, x, impl=impl)  # noqa: E731
-    with pytest.raises(TypeError, match="custom_vjp"):
-        jax.jvp(lambda x: f(x, "fast"), (x,), (x,))
-    out, tangent = jax.jvp(lambda x: f(x, "scan"), (x,), (x,))
-    assert tangent.shape == (B, 4)
+    lengths = jnp.array([T, 2, 0])
+
+    def f(x, impl="auto"):
+        return jnp.sum(layer(p, x, impl=impl, seq_lengths=lengths, **kw) ** 2)
+
+    scan = functools.partial(f, impl="scan")
+    t = jax.random.normal(jax.random.key(3), x.shape)
+    assert_trees_close(jax.jvp(f, (x,), (t,)), jax.jvp(scan, (x,), (t,)))
+    assert_trees_close(jax.jacfwd(f)(x), jax.grad(scan)(x))
+    assert_trees_close(jax.jit(jax.jacfwd(f))(x), jax.grad(scan)(x))
+    batched = jax.jvp(jax.vmap(f), (x[None],), (t[None],))[1][0]
+    assert_trees_close(batched, jax.jvp(scan, (x,), (t,))[1])
+    one = lambda x, impl="auto": jnp.sum(layer(p, x, impl=impl, **kw) ** 2)  # noqa: E731
+    hess = jax.hessian(one)(x[:1])
+    assert_trees_close(hess, jax.hessian(functools.partial(one, impl="scan"))(x[:1]), atol=1e-4)
+    assert hess.shape == (1, T, I, 1, T, I)
+    # the forward-mode choice is its own plan: a plain call keeps the fused path
+    fresh = lambda x: f(x)  # noqa: E731  (not cached by an earlier trace)
+    assert "custom_vjp" in str(jax.make_jaxpr(fresh)(x))
+    assert "custom_vjp" not in str(jax.make_jaxpr(lambda x: jax.jvp(f, (x,), (t,)))(x))
 
 
 def test_auto_falls_back_and_fast_refuses_unsupported_options():
