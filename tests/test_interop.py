@@ -101,7 +101,7 @@ def test_torch_dict_round_trip(kind, bias):
     ]
     sd = to_torch(params)
     assert ("bias_ih_l1_reverse" in sd) == bias and "weight_hh_l1_reverse" in sd
-    conv = from_torch(sd)
+    conv = from_torch(sd, batch_first=False)
     identical(conv.params, params)
     again = to_torch(conv.params)
     assert sorted(again) == sorted(sd)
@@ -301,8 +301,11 @@ def test_from_torch_module_matches_torch(kind, num_layers, bidi, bias, lengths):
         close(group, a, e)
     # the state dict alone (NumPy arrays) gives the same parameters
     sd = {k: v.detach().numpy() for k, v in mod.state_dict().items()}
-    conv2 = from_torch(sd, nonlinearity="relu" if kind == "rnn_relu" else None)
+    conv2 = from_torch(
+        sd, nonlinearity="relu" if kind == "rnn_relu" else None, batch_first=mod.batch_first
+    )
     identical(conv2.params, conv.params)
+    assert conv2.layer_kwargs == conv.layer_kwargs
 
 
 @pytest.mark.parametrize("kind", ["rnn_relu", "lstm", "gru"])

@@ -78,7 +78,7 @@ def test_pytorch_gru_state_dict_round_trips_exactly(layers, bidirectional, seed)
             sd[f"weight_hh_l{k}{suffix}"] = rng.standard_normal((3 * H, H)).astype(np.float32)
             sd[f"bias_ih_l{k}{suffix}"] = rng.standard_normal(3 * H).astype(np.float32)
             sd[f"bias_hh_l{k}{suffix}"] = rng.standard_normal(3 * H).astype(np.float32)
-    back = to_torch(from_torch(sd).params)
+    back = to_torch(from_torch(sd, batch_first=False).params)
     assert sorted(back) == sorted(sd)
     for name, value in sd.items():
         np.testing.assert_array_equal(back[name], value)

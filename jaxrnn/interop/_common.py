@@ -2,32 +2,49 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 
 from .._compose import BidirectionalParams
+from .._dropout import is_on
 from .._gru import GRUParams
 from .._lstm import LSTMParams
 from .._simple_rnn import RNNParams
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 PARAMS_CLS = {"rnn": RNNParams, "lstm": LSTMParams, "gru": GRUParams}
+DROPOUT_ARGS = ("dropout", "recurrent_dropout")  # Keras layer config kept in layer_kwargs
 
 
 class Converted(NamedTuple):
     """Converted parameters and what is needed to run them with jaxrnn.
 
     ``conv(x, **kw)`` is ``conv.layer(conv.params, x, **conv.layer_kwargs, **kw)``
-    (keyword arguments given to the call override ``layer_kwargs``).
+    (keyword arguments given to the call override ``layer_kwargs``), with one
+    addition for a converted layer that has dropout (a Keras layer's non-zero
+    ``dropout`` or ``recurrent_dropout``, kept in ``layer_kwargs``): a call
+    without a key (``key`` absent or None) that gives none of ``training``,
+    ``dropout``, ``recurrent_dropout`` is inference, ``training=False``, as
+    calling the Keras layer outside ``fit``. ``conv(x, key=k)`` trains with
+    dropout (Keras' ``training=True``), so ``conv(x, key=key)`` in a loss that
+    gets ``key=None`` for evaluation does the right thing in both cases;
+    ``training=`` given explicitly always wins. (Calling ``conv.layer`` yourself
+    with these ``layer_kwargs`` and no key raises; pass ``training=False``.)
 
     Example:
-        >>> import jax.numpy as jnp, numpy as np, jaxrnn
+        >>> import jax, jax.numpy as jnp, numpy as np, jaxrnn
         >>> p = jaxrnn.RNNParams(np.ones((2, 3), np.float32), np.zeros((3, 3), np.float32), None)
         >>> conv = Converted(p, jaxrnn.simple_rnn, {"activation": "relu"})
         >>> conv(jnp.ones((1, 4, 2))).tolist()
         [[2.0, 2.0, 2.0]]
+        >>> drop = Converted(p, jaxrnn.simple_rnn, {"activation": "relu", "dropout": 0.5})
+        >>> drop(jnp.ones((1, 4, 2))).tolist()          # inference: dropout off
+        [[2.0, 2.0, 2.0]]
+        >>> drop(jnp.ones((1, 4, 2)), key=jax.random.key(0)).shape   # training: dropout on
+        (1, 3)
     """
 
     params: Any  # params, BidirectionalParams, or a list of them (one per layer)
@@ -35,7 +52,12 @@ class Converted(NamedTuple):
     layer_kwargs: dict[str, Any]  # e.g. {"activation": "relu", "time_major": True}
 
     def __call__(self, x, **kwargs):
-        return self.layer(self.params, x, **{**self.layer_kwargs, **kwargs})
+        kw = {**self.layer_kwargs, **kwargs}
+        recorded = any(is_on(self.layer_kwargs.get(n, 0)) for n in DROPOUT_ARGS)
+        chosen = any(n in kwargs for n in (*DROPOUT_ARGS, "training"))
+        if recorded and not chosen and kwargs.get("key") is None:
+            kw["training"] = False  # a plain call of a converted layer is inference
+        return self.layer(self.params, x, **kw)
 
 
 def to_numpy(a: Any) -> np.ndarray:
@@ -101,3 +123,25 @@ def blocks(a: np.ndarray, order: str, new_order: str, axis: int) -> np.ndarray:
 
 def same_dtype_zeros(shape, like: np.ndarray) -> np.ndarray:
     return np.zeros(shape, dtype=like.dtype)
+
+
+def refuse_float64(arrays: Mapping[str, np.ndarray], where: str, cast: str) -> None:
+    """Raise ``TypeError`` if any array is float64 while JAX's 64-bit mode is off.
+
+    ``jnp.asarray`` would silently round such weights to float32, so the converted
+    network would not compute what the source computes: exact or not at all.
+    ``cast`` shows how to make float32 weights on purpose.
+    """
+    if jax.config.read("jax_enable_x64"):
+        return
+    wide = [name for name, a in arrays.items() if np.asarray(a).dtype == np.float64]
+    if not wide:
+        return
+    which = repr(wide[0]) + (f" and {len(wide) - 1} more" if len(wide) > 1 else "")
+    raise TypeError(
+        f"{where}: {len(wide)} of {len(arrays)} arrays are float64 ({which}) but JAX's 64-bit "
+        "mode is off, so converting would silently round them to float32 and the result "
+        "would not compute what the float64 source computes. Either turn 64-bit mode on "
+        'before converting, jax.config.update("jax_enable_x64", True), or make them float32 '
+        f"on purpose first: {cast}."
+    )

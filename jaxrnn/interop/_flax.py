@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .._gru import GRUParams
 from .._lstm import LSTMParams, LSTMState
 from .._simple_rnn import RNNParams
-from ._common import Converted, blocks, gru_reset_after, kind_of, to_numpy
+from ._common import Converted, blocks, gru_reset_after, kind_of, refuse_float64, to_numpy
 from ._torch import LAYER_FN
 
 TARGETS = (
@@ -42,6 +43,13 @@ def _plain(tree: Any) -> Any:
 
 def _z(n: int, like: np.ndarray) -> np.ndarray:
     return np.zeros((n,), like.dtype)
+
+
+def _exact(params: Any, tree: dict, layer: Any, layer_kwargs: dict) -> Converted:
+    """``Converted`` with JAX arrays, refusing float64 while JAX's 64-bit mode is off."""
+    flat = {f"{a}/{n}": v for a, d in tree.items() for n, v in d.items()}
+    refuse_float64(flat, "from_flax", "jax.tree.map(lambda a: np.asarray(a, np.float32), tree)")
+    return Converted(jax.tree.map(jnp.asarray, params), layer, layer_kwargs)
 
 
 def from_flax(source: Any) -> Converted:
@@ -77,6 +85,8 @@ def from_flax(source: Any) -> Converted:
 
     Raises:
         ValueError: parameter names of no supported cell.
+        TypeError: float64 parameters while JAX's 64-bit mode is off (they would
+            silently become float32).
 
     Example:
         >>> import jax, numpy as np, jaxrnn
@@ -103,58 +113,50 @@ def from_flax(source: Any) -> Converted:
     ):
         f_in = "if" if "if" in keys else "if_"
         params = LSTMParams(
-            kernel=jnp.asarray(
-                np.concatenate([t[g]["kernel"] for g in ("ii", f_in, "ig", "io")], 1)
-            ),
-            recurrent_kernel=jnp.asarray(
-                np.concatenate([t[g]["kernel"] for g in ("hi", "hf", "hg", "ho")], 1)
-            ),
-            bias=jnp.asarray(np.concatenate([t[g]["bias"] for g in ("hi", "hf", "hg", "ho")])),
+            kernel=np.concatenate([t[g]["kernel"] for g in ("ii", f_in, "ig", "io")], 1),
+            recurrent_kernel=np.concatenate([t[g]["kernel"] for g in ("hi", "hf", "hg", "ho")], 1),
+            bias=np.concatenate([t[g]["bias"] for g in ("hi", "hf", "hg", "ho")]),
         )
-        return Converted(params, LAYER_FN["lstm"], {})
+        return _exact(params, t, LAYER_FN["lstm"], {})
     if keys == {"ir", "iz", "in", "hr", "hz", "hn"}:
         hn_b = t["hn"]["bias"]
         params = GRUParams(
-            kernel=jnp.asarray(np.concatenate([t[g]["kernel"] for g in ("iz", "ir", "in")], 1)),
-            recurrent_kernel=jnp.asarray(
-                np.concatenate([t[g]["kernel"] for g in ("hz", "hr", "hn")], 1)
-            ),
-            bias=jnp.asarray(np.concatenate([t[g]["bias"] for g in ("iz", "ir", "in")])),
-            recurrent_bias=jnp.asarray(
-                np.concatenate([_z(hn_b.size, hn_b), _z(hn_b.size, hn_b), hn_b])
-            ),
+            kernel=np.concatenate([t[g]["kernel"] for g in ("iz", "ir", "in")], 1),
+            recurrent_kernel=np.concatenate([t[g]["kernel"] for g in ("hz", "hr", "hn")], 1),
+            bias=np.concatenate([t[g]["bias"] for g in ("iz", "ir", "in")]),
+            recurrent_bias=np.concatenate([_z(hn_b.size, hn_b), _z(hn_b.size, hn_b), hn_b]),
         )
-        return Converted(params, LAYER_FN["gru"], {"reset_after": True})
+        return _exact(params, t, LAYER_FN["gru"], {"reset_after": True})
     if keys == {"i", "h"}:
         params = RNNParams(
-            jnp.asarray(t["i"]["kernel"]),
-            jnp.asarray(t["h"]["kernel"]),
-            jnp.asarray(t["i"]["bias"]),
+            np.asarray(t["i"]["kernel"]),
+            np.asarray(t["h"]["kernel"]),
+            np.asarray(t["i"]["bias"]),
         )
-        return Converted(params, LAYER_FN["rnn"], {})
+        return _exact(params, t, LAYER_FN["rnn"], {})
     if keys == {"dense_i", "dense_h"}:
         di, dh = t["dense_i"], t["dense_h"]
         H = dh["kernel"].shape[0]
         gates = dh["kernel"].shape[1] // H if H else 0
         if gates == 4 and "bias" in dh:  # OptimizedLSTMCell
             params = LSTMParams(
-                jnp.asarray(di["kernel"]), jnp.asarray(dh["kernel"]), jnp.asarray(dh["bias"])
+                np.asarray(di["kernel"]), np.asarray(dh["kernel"]), np.asarray(dh["bias"])
             )
-            return Converted(params, LAYER_FN["lstm"], {})
+            return _exact(params, t, LAYER_FN["lstm"], {})
         if gates == 3 and "bias" in di:  # GRUCell
             b = blocks(di["bias"], "rzn", "zrn", 0)
             params = GRUParams(
-                jnp.asarray(blocks(di["kernel"], "rzn", "zrn", 1)),
-                jnp.asarray(blocks(dh["kernel"], "rzn", "zrn", 1)),
-                jnp.asarray(b),
-                jnp.asarray(np.zeros_like(b)),
+                blocks(di["kernel"], "rzn", "zrn", 1),
+                blocks(dh["kernel"], "rzn", "zrn", 1),
+                np.asarray(b),
+                np.zeros_like(b),
             )
-            return Converted(params, LAYER_FN["gru"], {"reset_after": True})
+            return _exact(params, t, LAYER_FN["gru"], {"reset_after": True})
         if gates == 1 and "bias" in di:  # SimpleCell
             params = RNNParams(
-                jnp.asarray(di["kernel"]), jnp.asarray(dh["kernel"]), jnp.asarray(di["bias"])
+                np.asarray(di["kernel"]), np.asarray(dh["kernel"]), np.asarray(di["bias"])
             )
-            return Converted(params, LAYER_FN["rnn"], {})
+            return _exact(params, t, LAYER_FN["rnn"], {})
     raise ValueError(
         f"{where}: parameter names {sorted(keys)} (dense_h kernel shapes aside) are not "
         "those of a Flax LSTMCell, OptimizedLSTMCell, GRUCell or SimpleCell."

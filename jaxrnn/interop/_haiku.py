@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .._gru import GRUParams
 from .._lstm import LSTMParams
 from .._simple_rnn import RNNParams
-from ._common import Converted, blocks, gru_reset_after, kind_of, to_numpy
+from ._common import Converted, blocks, gru_reset_after, kind_of, refuse_float64, to_numpy
 from ._torch import LAYER_FN
 
 
@@ -40,6 +41,15 @@ def _cores(tree: dict[str, dict[str, np.ndarray]]) -> dict[str, tuple[str, dict]
             if b.ndim == 1 and b.size % 4 == 0 and w.shape[0] > b.size // 4:
                 found[prefix] = ("lstm", children["linear"])
     return found
+
+
+def _exact(params: Any, parts: dict, layer: Any, layer_kwargs: dict) -> Converted:
+    """``Converted`` with JAX arrays, refusing float64 while JAX's 64-bit mode is off."""
+    flat = {}
+    for name, v in parts.items():
+        flat.update({f"{name}/{n}": a for n, a in v.items()} if isinstance(v, dict) else {name: v})
+    refuse_float64(flat, "from_haiku", "jax.tree.map(lambda a: np.asarray(a, np.float32), params)")
+    return Converted(jax.tree.map(jnp.asarray, params), layer, layer_kwargs)
 
 
 def from_haiku(source: Mapping, name: str | None = None) -> Converted:
@@ -75,6 +85,8 @@ def from_haiku(source: Mapping, name: str | None = None) -> Converted:
 
     Raises:
         ValueError: no core found, several without ``name``, or an unknown ``name``.
+        TypeError: float64 parameters while JAX's 64-bit mode is off (they would
+            silently become float32).
 
     Example:
         >>> import jax, numpy as np, jaxrnn
@@ -109,12 +121,12 @@ def from_haiku(source: Mapping, name: str | None = None) -> Converted:
         )
     if kind == "gru":
         params = GRUParams(
-            jnp.asarray(_negate_z(parts["w_i"], 1)),
-            jnp.asarray(_negate_z(parts["w_h"], 1)),
-            jnp.asarray(_negate_z(parts["b"], 0)),
+            _negate_z(parts["w_i"], 1),
+            _negate_z(parts["w_h"], 1),
+            _negate_z(parts["b"], 0),
             None,
         )
-        return Converted(params, LAYER_FN["gru"], {"reset_after": False})
+        return _exact(params, parts, LAYER_FN["gru"], {"reset_after": False})
     if kind == "lstm":
         w, b = parts["w"], parts["b"]
         H = b.size // 4
@@ -122,15 +134,15 @@ def from_haiku(source: Mapping, name: str | None = None) -> Converted:
         b = blocks(b, "igfo", "ifgo", 0).copy()
         b[H : 2 * H] += np.asarray(1, b.dtype)
         params = LSTMParams(
-            jnp.asarray(blocks(w[:I], "igfo", "ifgo", 1)),
-            jnp.asarray(blocks(w[I:], "igfo", "ifgo", 1)),
-            jnp.asarray(b),
+            blocks(w[:I], "igfo", "ifgo", 1),
+            blocks(w[I:], "igfo", "ifgo", 1),
+            np.asarray(b),
         )
-        return Converted(params, LAYER_FN["lstm"], {})
+        return _exact(params, parts, LAYER_FN["lstm"], {})
     lin, lin1 = parts["linear"], parts["linear_1"]
     bias = lin["b"] + lin1["b"] if "b" in lin1 else lin["b"]
-    params = RNNParams(jnp.asarray(lin["w"]), jnp.asarray(lin1["w"]), jnp.asarray(bias))
-    return Converted(params, LAYER_FN["rnn"], {"activation": "relu"})
+    params = RNNParams(np.asarray(lin["w"]), np.asarray(lin1["w"]), np.asarray(bias))
+    return _exact(params, parts, LAYER_FN["rnn"], {"activation": "relu"})
 
 
 def to_haiku(

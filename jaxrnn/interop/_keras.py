@@ -13,10 +13,11 @@ from .._compose import BidirectionalParams, bidirectional
 from .._gru import GRUParams
 from .._lstm import LSTMParams
 from .._simple_rnn import RNNParams
-from ._common import Converted, gru_reset_after, kind_of, to_numpy
+from ._common import Converted, gru_reset_after, kind_of, refuse_float64, to_numpy
 from ._torch import LAYER_FN
 
 _KERAS_KINDS = {"SimpleRNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
+_CAST = "from_keras([w.astype(np.float32) for w in weights])"
 
 
 def _params_from_list(w: list[np.ndarray], kind: str | None, where: str):
@@ -45,6 +46,12 @@ def _params_from_list(w: list[np.ndarray], kind: str | None, where: str):
             f"{rk.shape[1] // H} gate(s) (a {inferred})."
         )
     kind = inferred
+    if b is not None and kind == "gru" and b.shape not in ((2, 3 * H), (3 * H,)):
+        raise ValueError(f"{where}: GRU bias must be (2, {3 * H}) or ({3 * H},), got {b.shape}.")
+    if b is not None and kind != "gru" and b.shape != (rk.shape[1],):
+        raise ValueError(f"{where}: bias must be ({rk.shape[1]},), got {b.shape}.")
+    names = ("kernel", "recurrent_kernel", "bias")
+    refuse_float64(dict(zip(names, w, strict=False)), where, _CAST)
     if kind == "gru":
         if b is None:
             return GRUParams(jnp.asarray(k), jnp.asarray(rk), None, None), None
@@ -52,11 +59,7 @@ def _params_from_list(w: list[np.ndarray], kind: str | None, where: str):
             return GRUParams(
                 jnp.asarray(k), jnp.asarray(rk), jnp.asarray(b[0]), jnp.asarray(b[1])
             ), True
-        if b.shape == (3 * H,):  # reset_after=False
-            return GRUParams(jnp.asarray(k), jnp.asarray(rk), jnp.asarray(b), None), False
-        raise ValueError(f"{where}: GRU bias must be (2, {3 * H}) or ({3 * H},), got {b.shape}.")
-    if b is not None and b.shape != (rk.shape[1],):
-        raise ValueError(f"{where}: bias must be ({rk.shape[1]},), got {b.shape}.")
+        return GRUParams(jnp.asarray(k), jnp.asarray(rk), jnp.asarray(b), None), False
     cls = LSTMParams if kind == "lstm" else RNNParams
     return cls(jnp.asarray(k), jnp.asarray(rk), None if b is None else jnp.asarray(b)), None
 
@@ -90,12 +93,18 @@ def from_keras(source: Any, kind: str | None = None) -> Converted:
         ``reset_after`` for a GRU (True, Keras' default, for a list without bias)
         and, for a live layer, its ``activation``,
         ``recurrent_activation``, ``return_sequences``, ``return_state``,
-        ``go_backwards`` and ``merge_mode``. jaxrnn outputs zeros at masked steps
-        (Keras' ``zero_output_for_mask=True``).
+        ``go_backwards``, ``merge_mode``, ``dropout`` and ``recurrent_dropout``
+        (a weights list records no dropout). With a non-zero rate, ``conv(x)`` is
+        inference, as calling the Keras layer outside ``fit``, and
+        ``conv(x, key=k)`` trains with dropout (Keras' ``training=True``); see
+        ``Converted``. jaxrnn outputs zeros at masked steps (Keras'
+        ``zero_output_for_mask=True``). Float64 weights are refused while JAX's
+        64-bit mode is off (they would silently become float32).
 
     Raises:
         ValueError: a list that is not 2, 3, 4 or 6 arrays of recurrent shapes, or
-            a ``kind`` that contradicts the shapes. TypeError: another layer type.
+            a ``kind`` that contradicts the shapes. TypeError: another layer type;
+            float64 weights while JAX's 64-bit mode is off.
 
     Example:
         >>> import numpy as np, jaxrnn
@@ -142,6 +151,8 @@ def from_keras(source: Any, kind: str | None = None) -> Converted:
             return_sequences=bool(layer.return_sequences),
             return_state=bool(layer.return_state),
             go_backwards=bool(layer.go_backwards),
+            dropout=float(layer.dropout),
+            recurrent_dropout=float(layer.recurrent_dropout),
         )
         return Converted(params, LAYER_FN[lkind], kw)
     w = [to_numpy(a) for a in source]
@@ -297,8 +308,10 @@ def from_keras_model(model: Any, weights_path: str | None = None) -> dict[str, A
     Keras saves weights by layer, so a ``.weights.h5`` file is read through a live
     model of the same architecture: build it, pass the path, and each recurrent
     layer (``SimpleRNN``, ``LSTM``, ``GRU``, ``Bidirectional``) comes back as
-    ``from_keras(layer)``; any other layer with weights (``Dense``, ...) as its
-    ``get_weights()`` list, for you to map. Layers without weights are left out.
+    ``from_keras(layer)``, its ``dropout`` and ``recurrent_dropout`` included
+    (``conv(x)`` is inference, ``conv(x, key=k)`` trains with dropout); any other
+    layer with weights (``Dense``, ...) as its ``get_weights()`` list, for you to
+    map. Layers without weights are left out.
 
     Args:
         model: a built Keras model (``Sequential`` or functional).

@@ -14,7 +14,15 @@ from .._gru import GRUParams
 from .._layers import gru, lstm, simple_rnn
 from .._lstm import LSTMParams, LSTMState
 from .._simple_rnn import RNNParams
-from ._common import GATES, Converted, blocks, gru_reset_after, split_layers, to_numpy
+from ._common import (
+    GATES,
+    Converted,
+    blocks,
+    gru_reset_after,
+    refuse_float64,
+    split_layers,
+    to_numpy,
+)
 
 LAYER_FN = {"rnn": simple_rnn, "lstm": lstm, "gru": gru}
 _TORCH_MODES = {
@@ -60,96 +68,41 @@ def _from_torch_layer(kind, w_ih, w_hh, b_ih, b_hh):
     return cls(jnp.asarray(w_ih.T), jnp.asarray(w_hh.T), bias)
 
 
-def from_torch(
-    source: Any,
-    kind: str | None = None,
-    *,
-    nonlinearity: str | None = None,
-) -> Converted:
-    """jaxrnn parameters from a PyTorch RNN/LSTM/GRU state dict or live module.
+def _read_module(mod, kind, nonlinearity, where):
+    """``(kind, nonlinearity, batch_first, cell_name)`` of a live torch module.
 
-    Mapping, per layer ``k`` and direction (suffix ``_reverse`` = backward)::
-
-        kernel           = weight_ih_l{k}.T            (G·H, I) -> (I, G·H)
-        recurrent_kernel = weight_hh_l{k}.T            (G·H, H) -> (H, G·H)
-        RNN, LSTM:  bias = bias_ih_l{k} + bias_hh_l{k} (gate order i, f, g, o kept)
-        GRU:  gate blocks r, z, n -> z, r, n on every array;
-              bias = bias_ih, recurrent_bias = bias_hh  (reset-after, as PyTorch)
-
-    Args:
-        source: a ``state_dict()`` (any mapping of names to torch tensors or NumPy
-            arrays, e.g. a loaded ``.npz``) or a live ``nn.RNN``/``nn.LSTM``/``nn.GRU``
-            or ``nn.RNNCell``/``nn.LSTMCell``/``nn.GRUCell``.
-        kind: ``"rnn"``, ``"rnn_tanh"``, ``"rnn_relu"``, ``"lstm"`` or ``"gru"``;
-            read from a module, inferred from the shapes (gate count) of a dict.
-        nonlinearity: ``"tanh"`` (default) or ``"relu"`` for ``nn.RNN`` state
-            dicts (a state dict does not record it; a module does).
-
-    Returns:
-        ``Converted(params, layer, layer_kwargs)``. For a multi-layer module,
-        ``params`` is a list with one entry per layer (``BidirectionalParams``
-        when bidirectional) and ``layer`` is ``jaxrnn.stacked`` over
-        ``jaxrnn.simple_rnn``/``lstm``/``gru`` (wrapped in ``jaxrnn.bidirectional``
-        with ``merge_mode="concat"``, PyTorch's output layout); for a cell state dict
-        (keys without ``_l0``) ``params`` is one NamedTuple and ``layer`` the plain
-        layer function. ``layer_kwargs`` holds ``activation="relu"`` for
-        ``RNN_RELU`` and, for a live module, ``time_major=not batch_first``.
-        ``conv(x, return_sequences=True, return_state=True)`` then gives
-        PyTorch's ``(output, h_n)`` (see ``from_torch_state``/``to_torch_state``).
-
-    Raises:
-        ValueError: LSTM with ``proj_size > 0`` (``weight_hr_l{k}``; jaxrnn's LSTM
-            has no projection), unknown keys, missing layers, inconsistent shapes
-            or a ``kind`` that contradicts the shapes.
-
-    Example:
-        >>> import numpy as np, jaxrnn
-        >>> from jaxrnn.interop import from_torch, to_torch
-        >>> rng = np.random.default_rng(0)
-        >>> sd = {"weight_ih_l0": rng.normal(size=(9, 2)), "weight_hh_l0": rng.normal(size=(9, 3)),
-        ...       "bias_ih_l0": rng.normal(size=9), "bias_hh_l0": rng.normal(size=9)}
-        >>> sd = {k: v.astype(np.float32) for k, v in sd.items()}
-        >>> conv = from_torch(sd)                       # 3 gates of H = 3: a GRU
-        >>> type(conv.params[0]).__name__, conv.params[0].kernel.shape
-        ('GRUParams', (2, 9))
-        >>> back = to_torch(conv.params)
-        >>> all(np.array_equal(back[k], sd[k]) for k in sd)
-        True
-        >>> conv(np.ones((1, 5, 2), np.float32)).shape
-        (1, 3)
+    ``batch_first`` is None for a cell (no time axis); ``cell_name`` None for a
+    sequence module.
     """
-    where = "from_torch"
-    kind, nonlinearity = _parse_kind(kind, nonlinearity, where)
-    layer_kwargs: dict[str, Any] = {}
-    if hasattr(source, "state_dict") and hasattr(source, "parameters"):  # a torch module
-        mod = source
-        mode = getattr(mod, "mode", None)
-        if mode is None:  # a cell: RNNCell has .nonlinearity, LSTMCell/GRUCell the class
-            name = type(mod).__name__
-            mode = {"LSTMCell": "LSTM", "GRUCell": "GRU"}.get(name)
-            if mode is None and name == "RNNCell":
-                mode = "RNN_RELU" if mod.nonlinearity == "relu" else "RNN_TANH"
-            if mode is None:
-                raise TypeError(
-                    f"{where}: {name} is not nn.RNN/LSTM/GRU or their cells; pass its "
-                    "state_dict() and kind= if it holds their weights."
-                )
-        else:
-            layer_kwargs["time_major"] = not mod.batch_first
-        mkind, mnl = _TORCH_MODES[mode]
-        if kind is not None and kind != mkind:
-            raise ValueError(f"{where}: kind={kind!r} but the module is {mode}.")
-        if nonlinearity is not None and mnl is not None and nonlinearity != mnl:
-            raise ValueError(f"{where}: nonlinearity={nonlinearity!r} but the module is {mode}.")
-        if getattr(mod, "proj_size", 0):
-            raise ValueError(
-                f"{where}: nn.LSTM with proj_size={mod.proj_size} projects h to "
-                f"{mod.proj_size} features (weight_hr_l0); jaxrnn's LSTM has no projection, "
-                "so it cannot compute the same function. Use proj_size=0."
+    mode = getattr(mod, "mode", None)
+    cell_name = None
+    if mode is None:  # a cell: RNNCell has .nonlinearity, LSTMCell/GRUCell the class
+        cell_name = type(mod).__name__
+        mode = {"LSTMCell": "LSTM", "GRUCell": "GRU"}.get(cell_name)
+        if mode is None and cell_name == "RNNCell":
+            mode = "RNN_RELU" if mod.nonlinearity == "relu" else "RNN_TANH"
+        if mode is None:
+            raise TypeError(
+                f"{where}: {cell_name} is not nn.RNN/LSTM/GRU or their cells; pass its "
+                "state_dict() and kind= if it holds their weights."
             )
-        kind, nonlinearity = mkind, mnl
-        source = mod.state_dict()
-    sd = {str(k): to_numpy(v) for k, v in dict(source).items()}
+    mkind, mnl = _TORCH_MODES[mode]
+    if kind is not None and kind != mkind:
+        raise ValueError(f"{where}: kind={kind!r} but the module is {mode}.")
+    if nonlinearity is not None and mnl is not None and nonlinearity != mnl:
+        raise ValueError(f"{where}: nonlinearity={nonlinearity!r} but the module is {mode}.")
+    if getattr(mod, "proj_size", 0):
+        raise ValueError(
+            f"{where}: nn.LSTM with proj_size={mod.proj_size} projects h to "
+            f"{mod.proj_size} features (weight_hr_l0); jaxrnn's LSTM has no projection, "
+            "so it cannot compute the same function. Use proj_size=0."
+        )
+    module_bf = None if cell_name else bool(mod.batch_first)
+    return mkind, mnl, module_bf, cell_name
+
+
+def _parse_keys(sd: dict[str, np.ndarray], where: str):
+    """``{(layer or None for a cell, direction): {name: array}}`` from state-dict keys."""
     found: dict[tuple[int | None, int], dict[str, np.ndarray]] = {}
     for key, value in sd.items():
         m = _KEY.match(key)
@@ -169,13 +122,152 @@ def from_torch(
         found.setdefault((None if layer is None else int(layer), int(bool(rev))), {})[name] = value
     if not found:
         raise ValueError(f"{where}: no weights found (empty state dict).")
-    cell = all(k[0] is None for k in found)
-    if not cell and any(k[0] is None for k in found):
+    if any(k[0] is None for k in found) and not all(k[0] is None for k in found):
         raise ValueError(f"{where}: mixes cell keys (no _l{{k}}) with layer keys.")
+    return found
+
+
+def _time_major(batch_first, module_bf, cell_name, is_module, where) -> dict[str, Any]:
+    """``{"time_major": ...}`` for a sequence module, ``{}`` for a cell; never a guess."""
+    if cell_name is not None:  # no time axis
+        if batch_first is not None:
+            what = (
+                f"the module is an nn.{cell_name}, which takes one time step x of shape (B, F) "
+                "and has"
+                if is_module
+                else "these are cell weights (keys without _l0: nn.RNNCell, nn.LSTMCell or "
+                "nn.GRUCell), which take one time step x of shape (B, F) and have"
+            )
+            raise ValueError(
+                f"{where}: batch_first={batch_first} was given, but {what} no time axis. "
+                "Leave batch_first out: the "
+                "converted layer runs the cell over a (B, T, F) sequence, or over (T, B, F) "
+                "with conv(x, time_major=True)."
+            )
+        return {}
+    if module_bf is not None:  # a live nn.RNN/LSTM/GRU knows its own layout
+        if batch_first is not None and batch_first != module_bf:
+            raise ValueError(
+                f"{where}: batch_first={batch_first} but the module was built with "
+                f"batch_first={module_bf}; a live module's own setting is used, so leave "
+                "batch_first out (or make it agree). To feed the converted layer the other "
+                f"layout, call conv(x, time_major={module_bf})."
+            )
+        return {"time_major": not module_bf}
+    if batch_first is None:
+        raise ValueError(
+            f"{where}: batch_first is required for the state dict of an nn.RNN, nn.LSTM or "
+            "nn.GRU (keys with _l0): a state dict does not record the module's batch_first, "
+            "and both layouts take inputs of the same shapes but give different numbers, so "
+            "from_torch does not guess. Pass batch_first=False for PyTorch's default "
+            "time-major layout, x of shape (T, B, F), or batch_first=True if the module was "
+            "built with batch_first=True, x of shape (B, T, F). (A live module is read "
+            "directly: from_torch(module).)"
+        )
+    return {"time_major": not batch_first}
+
+
+def from_torch(
+    source: Any,
+    kind: str | None = None,
+    *,
+    nonlinearity: str | None = None,
+    batch_first: bool | None = None,
+) -> Converted:
+    """jaxrnn parameters from a PyTorch RNN/LSTM/GRU state dict or live module.
+
+    Mapping, per layer ``k`` and direction (suffix ``_reverse`` = backward)::
+
+        kernel           = weight_ih_l{k}.T            (G·H, I) -> (I, G·H)
+        recurrent_kernel = weight_hh_l{k}.T            (G·H, H) -> (H, G·H)
+        RNN, LSTM:  bias = bias_ih_l{k} + bias_hh_l{k} (gate order i, f, g, o kept)
+        GRU:  gate blocks r, z, n -> z, r, n on every array;
+              bias = bias_ih, recurrent_bias = bias_hh  (reset-after, as PyTorch)
+
+    Exact or not at all: arrays keep their dtype, and float64 weights are refused
+    while JAX's 64-bit mode is off (they would silently become float32).
+
+    Args:
+        source: a ``state_dict()`` (any mapping of names to torch tensors or NumPy
+            arrays, e.g. a loaded ``.npz``) or a live ``nn.RNN``/``nn.LSTM``/``nn.GRU``
+            or ``nn.RNNCell``/``nn.LSTMCell``/``nn.GRUCell``.
+        kind: ``"rnn"``, ``"rnn_tanh"``, ``"rnn_relu"``, ``"lstm"`` or ``"gru"``;
+            read from a module, inferred from the shapes (gate count) of a dict.
+        nonlinearity: ``"tanh"`` (default) or ``"relu"`` for ``nn.RNN`` state
+            dicts (a state dict does not record it; a module does).
+        batch_first: the module's own ``batch_first``. **Required** for the state
+            dict of an ``nn.RNN``/``nn.LSTM``/``nn.GRU`` (keys ``..._l0``), which
+            does not record it: ``False`` is PyTorch's default, time-major ``x``
+            of shape ``(T, B, F)``; ``True`` is ``(B, T, F)``. A live module's own
+            setting is used (giving a different one raises); cells (no time axis)
+            take no ``batch_first``.
+
+    Returns:
+        ``Converted(params, layer, layer_kwargs)``. For an ``nn.RNN``/``nn.LSTM``/
+        ``nn.GRU``, ``params`` is always a list with one entry per layer (also
+        for one layer; ``BidirectionalParams`` when bidirectional) and ``layer``
+        is ``jaxrnn.stacked`` over ``jaxrnn.simple_rnn``/``lstm``/``gru``
+        (wrapped in ``jaxrnn.bidirectional`` with ``merge_mode="concat"``,
+        PyTorch's output layout); for a cell (keys without ``_l0``) ``params`` is
+        one NamedTuple and ``layer`` the plain layer function. ``layer_kwargs``
+        holds ``activation="relu"`` for ``RNN_RELU`` and, for a sequence module,
+        ``time_major=not batch_first``. ``conv(x, return_sequences=True,
+        return_state=True)`` then gives PyTorch's ``(output, h_n)`` (see
+        ``from_torch_state``/``to_torch_state``).
+
+    Raises:
+        ValueError: a state dict of a sequence module without ``batch_first``;
+            ``batch_first`` for a cell or against a live module's; LSTM with
+            ``proj_size > 0`` (``weight_hr_l{k}``; jaxrnn's LSTM has no projection),
+            unknown keys, missing layers, inconsistent shapes or a ``kind`` that
+            contradicts the shapes.
+        TypeError: float64 weights while JAX's 64-bit mode is off; ``batch_first``
+            not a bool; a module that is not an RNN/LSTM/GRU or their cells.
+
+    Example:
+        >>> import numpy as np, jaxrnn
+        >>> from jaxrnn.interop import from_torch, to_torch
+        >>> rng = np.random.default_rng(0)
+        >>> sd = {"weight_ih_l0": rng.normal(size=(9, 2)), "weight_hh_l0": rng.normal(size=(9, 3)),
+        ...       "bias_ih_l0": rng.normal(size=9), "bias_hh_l0": rng.normal(size=9)}
+        >>> sd = {k: v.astype(np.float32) for k, v in sd.items()}
+        >>> conv = from_torch(sd, batch_first=False)    # 3 gates of H = 3: a GRU
+        >>> type(conv.params[0]).__name__, conv.params[0].kernel.shape, conv.layer_kwargs
+        ('GRUParams', (2, 9), {'time_major': True})
+        >>> back = to_torch(conv.params)
+        >>> all(np.array_equal(back[k], sd[k]) for k in sd)
+        True
+        >>> conv(np.ones((5, 1, 2), np.float32)).shape  # (T, B, F) -> (B, H)
+        (1, 3)
+    """
+    where = "from_torch"
+    kind, nonlinearity = _parse_kind(kind, nonlinearity, where)
+    if batch_first is not None and not isinstance(batch_first, (bool, np.bool_)):
+        raise TypeError(
+            f"{where}: batch_first must be True or False, as in nn.LSTM(..., batch_first=...), "
+            f"got {batch_first!r}."
+        )
+    batch_first = None if batch_first is None else bool(batch_first)
+    is_module = hasattr(source, "state_dict") and hasattr(source, "parameters")
+    module_bf = cell_name = None
+    if is_module:
+        kind, nonlinearity, module_bf, cell_name = _read_module(source, kind, nonlinearity, where)
+        cast = "from_torch(module.float())"
+        source = source.state_dict()
+    else:
+        cast = (
+            "from_torch({k: v.float() for k, v in state_dict.items()}, ...) "
+            "(v.astype(np.float32) for NumPy arrays)"
+        )
+    sd = {str(k): to_numpy(v) for k, v in dict(source).items()}
+    found = _parse_keys(sd, where)
+    cell = all(k[0] is None for k in found)
+    if cell and cell_name is None:
+        cell_name = "cell"
     num_layers = 1 if cell else max(k[0] for k in found) + 1
     bidi = any(k[1] for k in found)
     dirs = (0, 1) if bidi else (0,)
-    layers = []
+    raw = []  # per layer, per direction: (w_ih, w_hh, b_ih, b_hh), checked
     for k in range(num_layers):
         pair = []
         for d in dirs:
@@ -201,14 +293,18 @@ def from_torch(
                     f"{where}: kind={kind!r} needs {GATES[kind]} gates, but weight_hh{sfx} "
                     f"has shape {w_hh.shape} ({gates} gates of H={H})."
                 )
-            pair.append(_from_torch_layer(kind, w_ih, w_hh, t.get("bias_ih"), t.get("bias_hh")))
-        layers.append(BidirectionalParams(*pair) if bidi else pair[0])
+            pair.append((w_ih, w_hh, t.get("bias_ih"), t.get("bias_hh")))
+        raw.append(pair)
     if kind != "rnn" and nonlinearity is not None:
         raise ValueError(f"{where}: nonlinearity applies to nn.RNN only, not to a {kind}.")
     if nonlinearity not in (None, "tanh", "relu"):
         raise ValueError(f"{where}: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}.")
+    layer_kwargs = _time_major(batch_first, module_bf, cell_name, is_module, where)
+    refuse_float64(sd, where, cast)
     if kind == "rnn" and nonlinearity == "relu":
         layer_kwargs["activation"] = "relu"
+    layers = [[_from_torch_layer(kind, *arrays) for arrays in pair] for pair in raw]
+    layers = [BidirectionalParams(*pair) if bidi else pair[0] for pair in layers]
     base = LAYER_FN[kind]
     if cell:
         return Converted(layers[0], base, layer_kwargs)
@@ -287,7 +383,7 @@ def to_torch(
         >>> sd = to_torch([p])
         >>> sorted((k, v.shape) for k, v in sd.items())
         [('bias_hh_l0', (12,)), ('bias_ih_l0', (12,)), ('weight_hh_l0', (12, 3)), ('weight_ih_l0', (12, 2))]
-        >>> q = from_torch(sd).params[0]
+        >>> q = from_torch(sd, batch_first=False).params[0]
         >>> all(np.array_equal(a, b) for a, b in zip(p, q))
         True
     """
@@ -359,10 +455,11 @@ def from_torch_state(hx: Any, *, num_layers: int = 1, bidirectional: bool = Fals
     The result has one entry per layer: an array ``(B, H)`` (RNN/GRU) or
     ``LSTMState(h, c)``, and a ``(forward, backward)`` pair when bidirectional —
     the ``initial_state`` that ``jaxrnn.stacked`` takes and the finals it returns.
+    Float64 states are refused while JAX's 64-bit mode is off (as in ``from_torch``).
 
     Example:
         >>> import numpy as np
-        >>> h = np.arange(8.0).reshape(4, 1, 2)     # 2 layers x 2 directions, B=1, H=2
+        >>> h = np.arange(8, dtype=np.float32).reshape(4, 1, 2)  # 2 layers x 2 dirs, B=1, H=2
         >>> s = from_torch_state(h, num_layers=2, bidirectional=True)
         >>> s[1][0].tolist(), s[1][1].tolist()
         ([[4.0, 5.0]], [[6.0, 7.0]])
@@ -370,17 +467,25 @@ def from_torch_state(hx: Any, *, num_layers: int = 1, bidirectional: bool = Fals
         True
     """
     D = 2 if bidirectional else 1
-    if isinstance(hx, (tuple, list)):
-        h, c = (to_numpy(a) for a in hx)
-        parts = [LSTMState(jnp.asarray(h[i]), jnp.asarray(c[i])) for i in range(h.shape[0])]
+    where = "from_torch_state"
+    lstm_state = isinstance(hx, (tuple, list))
+    if lstm_state:
+        h_n, c_n = hx
+        arrays = {"h_n": to_numpy(h_n), "c_n": to_numpy(c_n)}
     else:
-        h = to_numpy(hx)
-        parts = [jnp.asarray(h[i]) for i in range(h.shape[0])]
-    if len(parts) != num_layers * D:
+        arrays = {"h_n": to_numpy(hx)}
+    n = arrays["h_n"].shape[0]
+    if n != num_layers * D:
         raise ValueError(
-            f"from_torch_state: {len(parts)} stacked states, but num_layers={num_layers} x "
+            f"{where}: {n} stacked states, but num_layers={num_layers} x "
             f"{D} direction(s) = {num_layers * D}."
         )
+    refuse_float64(arrays, where, "h_n.float(), c_n.float() (.astype(np.float32) for NumPy)")
+    if lstm_state:
+        h, c = arrays["h_n"], arrays["c_n"]
+        parts = [LSTMState(jnp.asarray(h[i]), jnp.asarray(c[i])) for i in range(n)]
+    else:
+        parts = [jnp.asarray(arrays["h_n"][i]) for i in range(n)]
     if bidirectional:
         return [(parts[2 * k], parts[2 * k + 1]) for k in range(num_layers)]
     return parts
