@@ -30,6 +30,7 @@ import it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import struct
@@ -112,6 +113,45 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def _os_error(e: OSError, message: str) -> OSError:
+    """An error of ``e``'s type (``FileNotFoundError``, ``PermissionError``, ...) with our
+    message; ``errno`` is kept so code that checks it still works."""
+    new = type(e)(message)
+    new.errno = e.errno
+    return new
+
+
+def _existing_parent(directory: str) -> str:
+    while directory and not os.path.isdir(directory):
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    return directory
+
+
+def _check_directory(path: str, directory: str) -> None:
+    """``save`` writes into an existing directory only; say which one is missing and how to
+    create it (rather than an error naming the temporary file)."""
+    if os.path.isdir(directory):
+        return
+    user_dir = os.path.dirname(path) or "."
+    shown = repr(user_dir) + (f" ({directory})" if os.path.abspath(user_dir) != user_dir else "")
+    if os.path.exists(directory):
+        e: OSError = NotADirectoryError(
+            f"checkpoint.save: cannot write {path!r}: {shown} is a file, not a directory."
+        )
+        e.errno = errno.ENOTDIR
+        raise e
+    e = FileNotFoundError(
+        f"checkpoint.save: cannot write {path!r}: its directory {shown} does not exist (nearest "
+        f"existing parent: {_existing_parent(directory)!r}). Create it first: "
+        f"os.makedirs({user_dir!r}, exist_ok=True); save does not create directories."
+    )
+    e.errno = errno.ENOENT
+    raise e
+
+
 def save(path: str | os.PathLike, tree: Any) -> None:
     """Write a pytree of arrays to ``path``, atomically.
 
@@ -123,12 +163,16 @@ def save(path: str | os.PathLike, tree: Any) -> None:
     is removed and an existing ``path`` is untouched.
 
     Args:
-        path: the checkpoint file; its directory must exist.
+        path: the checkpoint file; its directory must exist (``save`` does not
+            create directories, as ``np.save`` and ``torch.save`` do not; call
+            ``os.makedirs(directory, exist_ok=True)`` first).
         tree: the pytree to save.
 
     Raises:
         TypeError: a leaf that is not a numeric array or scalar (a string, an
             object array).
+        FileNotFoundError: the directory of ``path`` does not exist (the message
+            names it and the nearest existing parent).
         OSError: the file cannot be written (the old file, if any, is kept).
 
     Example:
@@ -154,8 +198,16 @@ def save(path: str | os.PathLike, tree: Any) -> None:
         use_bin_type=True,
     )
     directory = os.path.dirname(os.path.abspath(path))
+    _check_directory(path, directory)
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as e:  # e.g. no permission: name the user's path, not the temporary file
+        raise _os_error(
+            e,
+            f"checkpoint.save: cannot create a file in {directory!r} to write {path!r} "
+            f"({e.strerror or e}).",
+        ) from None
     try:
         with os.fdopen(fd, "wb") as f:
             digest = hashlib.sha256()
@@ -213,11 +265,39 @@ def _shape(value: Any, where: str) -> tuple[int, ...]:
     return tuple(value)
 
 
+def _look_around(path: str) -> str:
+    """What is near a missing file: its directory's files with the same extension, or the
+    nearest existing parent of a missing directory."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        return (
+            f"its directory {directory!r} does not exist either (nearest existing parent: "
+            f"{_existing_parent(directory)!r})"
+        )
+    ext = os.path.splitext(path)[1]
+    if not ext:
+        return f"its directory {directory!r} exists"
+    near = sorted(n for n in os.listdir(directory) if n.endswith(ext))
+    if not near:
+        return f"{directory!r} holds no file ending in {ext}"
+    more = " ..." if len(near) > _MAX_LISTED else ""
+    return f"{directory!r} holds {len(near)} file(s) ending in {ext}: {near[:_MAX_LISTED]}{more}"
+
+
 def _read(path: str | os.PathLike, where: str) -> tuple[dict, list[np.ndarray]]:
     """Read and fully validate a checkpoint file: its header and host arrays."""
     path = os.fspath(path)
-    with open(path, "rb") as f:
-        blob = f.read()
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+    except FileNotFoundError as e:
+        raise _os_error(
+            e, f"{where}: no checkpoint file at {path!r}; {_look_around(path)}. Check the path."
+        ) from None
+    except IsADirectoryError as e:
+        raise _os_error(
+            e, f"{where}: {path!r} is a directory, not a checkpoint file; pass the file's path."
+        ) from None
     at = f"{where}: {path!r}"
     size = len(blob)
     if size == 0:
@@ -300,6 +380,7 @@ def read_header(path: str | os.PathLike) -> dict:
         with ``path`` as ``jax.tree_util.keystr`` prints it, ``shape`` a tuple.
 
     Raises:
+        FileNotFoundError: no file at ``path`` (the message names it and what is nearby).
         ValueError: the file is empty, truncated, corrupted or not a checkpoint.
 
     Example:
@@ -376,6 +457,8 @@ def restore(path: str | os.PathLike, target: Any = None) -> Any:
         A pytree like ``target`` holding the saved values.
 
     Raises:
+        FileNotFoundError: no file at ``path`` (the message names it, and the files
+            with the same extension in its directory, or the missing directory).
         ValueError: the file is empty, truncated, corrupted (checksum) or not a
             checkpoint (the message names the file and the problem); or its
             leaves do not fit ``target``: the message lists each leaf path with

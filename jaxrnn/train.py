@@ -16,10 +16,14 @@ is required.
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import inspect
 import math
 import sys
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -106,6 +110,67 @@ def get_optimizer(optimizer: optax.GradientTransformation | str) -> optax.Gradie
     return optimizer
 
 
+def _signature_problem(fn: Callable, n_args: int) -> tuple[str, str] | None:
+    """``(signature text, reason)`` if ``fn`` cannot be called with ``n_args`` positional
+    arguments, else None (also None when the signature cannot be inspected: builtins, some
+    C extensions; those are left to fail, if at all, when called)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    try:
+        sig.bind(*range(n_args))
+    except TypeError:
+        pass
+    else:
+        return None
+    params = list(sig.parameters.values())
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
+    required = [p.name for p in positional if p.default is p.empty]
+    required_kw = [p.name for p in params if p.kind == p.KEYWORD_ONLY and p.default is p.empty]
+    if len(positional) < n_args and not varargs:
+        reason = f"it takes {len(positional)} positional argument(s), not {n_args}"
+    elif len(required) > n_args:
+        reason = (
+            f"it requires {len(required)} arguments; give {required[n_args:]} a default or bind "
+            "them with functools.partial"
+        )
+    elif required_kw:
+        reason = (
+            f"keyword-only {required_kw} without a default; give one or bind it with "
+            f"functools.partial(fn, {required_kw[0]}=...)"
+        )
+    else:  # not reached for ordinary signatures; kept so a message is always produced
+        reason = f"its signature does not accept {n_args} positional arguments"
+    return str(sig), reason
+
+
+def _name(fn: Any) -> str:
+    """``fn``'s qualified name without ``<locals>`` prefixes (``Model.loss``, ``<lambda>``)."""
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    return name.rsplit("<locals>.", 1)[-1] if isinstance(name, str) else type(fn).__name__
+
+
+def _check_loss_fn(loss_fn: Any, where: str) -> None:
+    """``loss_fn`` is callable as ``loss_fn(params, x, y, key)``, checked before any tracing."""
+    if not callable(loss_fn):
+        raise TypeError(
+            f"{where}: loss_fn must be a function loss_fn(params, x, y, key) -> scalar, got "
+            f"{type(loss_fn).__name__}."
+        )
+    problem = _signature_problem(loss_fn, 4)
+    if problem is not None:
+        sig, reason = problem
+        raise TypeError(
+            f"{where}: loss_fn {_name(loss_fn)}{sig} cannot be called as "
+            f"loss_fn(params, x, y, key) ({reason}). The expected signature is "
+            "(params, x, y, key): key is a jax.random key per training step (for dropout) and "
+            "None in evaluation; a loss without dropout can ignore it, e.g. "
+            "def loss_fn(params, x, y, key): ..."
+        )
+
+
 def _check_metrics(metrics: Mapping[str, MetricFn] | None, where: str) -> dict[str, MetricFn]:
     metrics = dict(metrics or {})
     for name, fn in metrics.items():
@@ -118,6 +183,15 @@ def _check_metrics(metrics: Mapping[str, MetricFn] | None, where: str) -> dict[s
             raise ValueError(
                 f"{where}: metric name {name!r} is reserved ('loss', 'grad_norm' and the "
                 "'val_' prefix are fit's own); rename it."
+            )
+        problem = _signature_problem(fn, 3)
+        if problem is not None:
+            sig, reason = problem
+            raise TypeError(
+                f"{where}: metric {name!r} ({_name(fn)}{sig}) cannot be called as "
+                f"fn(params, x, y) ({reason}). Metrics take (params, x, y), without a key "
+                "(they run in inference mode); e.g. to log a loss, "
+                "metrics={'mse': lambda p, x, y: loss_fn(p, x, y, None)}."
             )
     return metrics
 
@@ -202,6 +276,7 @@ def make_train_step(
         (2.0, 50)
     """
     where = "make_train_step"
+    _check_loss_fn(loss_fn, where)
     tx = get_optimizer(optimizer)
     metrics = _check_metrics(metrics, where)
     _check_clipnorm(clipnorm, where)
@@ -235,6 +310,7 @@ def make_eval_step(
         >>> float(ev(jnp.array(2.0), (jnp.ones(3), jnp.ones(3)))["loss"])
         1.0
     """
+    _check_loss_fn(loss_fn, "make_eval_step")
     metrics = _check_metrics(metrics, "make_eval_step")
 
     def eval_step(params: Any, batch: Any) -> dict[str, jax.Array]:
@@ -245,6 +321,76 @@ def make_eval_step(
         return out
 
     return jax.jit(eval_step) if jit else eval_step
+
+
+# --- compiled steps reused across fit/evaluate calls -----------------------------------------
+#
+# jax.jit caches compiled programs per jitted function object, so a fresh make_train_step in
+# every fit call retraces and recompiles (a second or more per batch shape), which a loop of
+# one fit call per epoch pays every time. fit and evaluate therefore keep their jitted steps in a small LRU keyed
+# by everything that defines the computation: the identity of loss_fn, of the optimizer (or its
+# Keras name and learning rate), of each metric function, and clipnorm. JAX's own cache inside
+# each step then keys on shapes, dtypes and tree structure. The key holds ids and numbers only;
+# each entry keeps the keyed objects alive (so an id cannot be reused while its entry exists)
+# but no data or parameters; at most _STEP_CACHE_SIZE entries are kept.
+
+_STEP_CACHE: collections.OrderedDict[Hashable, tuple[tuple, Callable]] = collections.OrderedDict()
+_STEP_CACHE_SIZE = 16
+_STEP_CACHE_LOCK = threading.Lock()
+
+
+def _identity(obj: Any) -> Hashable:
+    """A key for ``obj`` by identity; a bound method by its object and function (``model.loss``
+    is a new bound-method object at every attribute access)."""
+    if inspect.ismethod(obj):
+        return ("method", id(obj.__self__), id(obj.__func__))
+    return ("id", id(obj))
+
+
+def _optimizer_key(optimizer: optax.GradientTransformation | str) -> Hashable:
+    if isinstance(optimizer, str):  # a name makes a fresh but identical optimizer every time
+        name = optimizer.lower()
+        return ("name", name, KERAS_DEFAULTS.get(name))
+    return _identity(optimizer)
+
+
+def _cached(key: Hashable, keep: tuple, build: Callable[[], Callable]) -> Callable:
+    with _STEP_CACHE_LOCK:
+        hit = _STEP_CACHE.get(key)
+        if hit is not None:
+            _STEP_CACHE.move_to_end(key)
+            return hit[1]
+    fn = build()
+    with _STEP_CACHE_LOCK:
+        _STEP_CACHE[key] = (keep, fn)
+        _STEP_CACHE.move_to_end(key)
+        while len(_STEP_CACHE) > _STEP_CACHE_SIZE:
+            _STEP_CACHE.popitem(last=False)
+    return fn
+
+
+def _train_step_for(loss_fn, optimizer, metrics, clipnorm):
+    """``make_train_step(loss_fn, optimizer, metrics=..., clipnorm=...)``, reused when it exists."""
+    key = (
+        "train",
+        _identity(loss_fn),
+        _optimizer_key(optimizer),
+        tuple((name, _identity(fn)) for name, fn in metrics.items()),
+        clipnorm,
+    )
+    keep = (loss_fn, optimizer, tuple(metrics.values()))
+    return _cached(
+        key,
+        keep,
+        lambda: make_train_step(loss_fn, optimizer, metrics=metrics, clipnorm=clipnorm),
+    )
+
+
+def _eval_step_for(loss_fn, metrics):
+    """``make_eval_step(loss_fn, metrics=...)``, reused when it exists."""
+    key = ("eval", _identity(loss_fn), tuple((n, _identity(f)) for n, f in metrics.items()))
+    keep = (loss_fn, tuple(metrics.values()))
+    return _cached(key, keep, lambda: make_eval_step(loss_fn, metrics=metrics))
 
 
 class EarlyStopping(NamedTuple):
@@ -343,22 +489,81 @@ class History:
 # --- data ---------------------------------------------------------------------------------
 
 
+def _element_shapes(items: list) -> str:
+    """The shapes of a list's elements, for a message: all of them, or the distinct ones."""
+
+    def shape(v: Any) -> str:
+        try:
+            return str(np.shape(v))
+        except ValueError:
+            return "ragged"
+
+    shapes = [shape(v) for v in items]
+    if len(shapes) <= 6:
+        return f"element shapes [{', '.join(shapes)}]"
+    first = {}
+    for i, s in enumerate(shapes):
+        first.setdefault(s, i)
+    counts = collections.Counter(shapes)
+    listed = [f"{s} x{counts[s]} (first at index {i})" for s, i in list(first.items())[:5]]
+    more = f", and {len(first) - 5} more" if len(first) > 5 else ""
+    return f"{len(first)} distinct element shapes: {', '.join(listed)}{more}"
+
+
+def _list_to_array(items: list, arg: str, where: str) -> np.ndarray:
+    """A Python list read as one array (``np.asarray``), or a clear error if it is not one."""
+    try:
+        array = np.asarray(items)
+    except ValueError:  # ragged nesting (NumPy >= 1.24 refuses it rather than make objects)
+        lengths = []
+        for v in items:
+            with contextlib.suppress(ValueError, TypeError):
+                lengths.append(len(v))
+        longest = max(lengths, default=0)
+        raise ValueError(
+            f"{where}: {arg} is a list of {len(items)} elements with different shapes "
+            f"({_element_shapes(items)}), so it is not one array. A list is read as one array "
+            "(np.asarray) whose first axis indexes the examples. If the elements are sequences "
+            f"of different lengths, pad them to one length (the longest is {longest}) into an "
+            f"array (examples, time, features) and pass the lengths too, as a tuple "
+            f"{arg}=(padded, lengths), masking the padded steps in the loss (seq_lengths=); if "
+            f"they are several inputs, pass them as a tuple {arg}=(x1, x2)."
+        ) from None
+    if array.dtype.kind not in "biufc":
+        raise TypeError(
+            f"{where}: {arg} is a list of {array.dtype} values (read with np.asarray: shape "
+            f"{array.shape}); {where} needs numbers (bool, int, float). Encode them first, e.g. "
+            "tokens as integer ids."
+        )
+    return array
+
+
 def _as_numpy(tree: Any, arg: str, where: str) -> tuple[Any, int]:
-    """Leaves as NumPy arrays; returns the tree and the common number of examples."""
-    tree = jax.tree.map(np.asarray, tree)
+    """Leaves as NumPy arrays; returns the tree and the common number of examples.
+
+    A Python list anywhere in ``tree`` is one array (``np.asarray``); tuples, dicts and
+    NamedTuples are containers of several arrays.
+    """
+
+    def leaf(path, v):
+        if isinstance(v, list):
+            return _list_to_array(v, f"{arg}{jax.tree_util.keystr(path)}", where)
+        return np.asarray(v)
+
+    tree = jax.tree_util.tree_map_with_path(leaf, tree, is_leaf=lambda v: isinstance(v, list))
     leaves = jax.tree.leaves(tree)
     if not leaves:
         raise ValueError(f"{where}: {arg} holds no arrays.")
     sizes = set()
-    for leaf in leaves:
-        if leaf.ndim == 0:
+    for a in leaves:
+        if a.ndim == 0:
             raise ValueError(
                 f"{where}: {arg} has a 0-d array; every array needs a leading example axis, "
                 "e.g. (examples, time, features)."
             )
-        sizes.add(leaf.shape[0])
+        sizes.add(a.shape[0])
     if len(sizes) > 1:
-        shapes = [leaf.shape for leaf in leaves]
+        shapes = [a.shape for a in leaves]
         raise ValueError(
             f"{where}: the arrays in {arg} have different numbers of examples: shapes {shapes}. "
             "They must agree on the first (example) axis."
@@ -366,7 +571,18 @@ def _as_numpy(tree: Any, arg: str, where: str) -> tuple[Any, int]:
     return tree, sizes.pop()
 
 
+def _from_list_hint(tree: Any, arg: str) -> str:
+    """A hint for an example-count mismatch when ``arg`` was a list read as one array."""
+    if not isinstance(tree, list):
+        return ""
+    return (
+        f" ({arg} was a list of {len(tree)} elements, read as one array of {len(tree)} examples; "
+        f"to pass several inputs, use a tuple {arg}=(x1, x2) instead of a list.)"
+    )
+
+
 def _check_xy(x: Any, y: Any, where: str, prefix: str = "") -> tuple[Any, Any, int]:
+    x_in, y_in = x, y
     x, n = _as_numpy(x, f"{prefix}x", where)
     y, m = _as_numpy(y, f"{prefix}y", where)
     if n != m:
@@ -377,6 +593,8 @@ def _check_xy(x: Any, y: Any, where: str, prefix: str = "") -> tuple[Any, Any, i
             f"has {n} (shape {xs[0] if len(xs) == 1 else xs}), {prefix}y has {m} (shape "
             f"{ys[0] if len(ys) == 1 else ys}). They must agree on the first axis: one target "
             "per input sequence."
+            + _from_list_hint(x_in, f"{prefix}x")
+            + _from_list_hint(y_in, f"{prefix}y")
         )
     if n == 0:
         shape = [leaf.shape for leaf in jax.tree.leaves(x)]
@@ -390,6 +608,47 @@ def _check_xy(x: Any, y: Any, where: str, prefix: str = "") -> tuple[Any, Any, i
 
 def _take(tree: Any, idx: np.ndarray) -> Any:
     return jax.tree.map(lambda a: a[idx], tree)
+
+
+def _slice(tree: Any, start: int | None, stop: int | None) -> Any:
+    return jax.tree.map(lambda a: a[start:stop], tree)
+
+
+def _check_validation_split(split: Any, has_validation_data: bool, where: str) -> bool:
+    """Whether ``split`` asks for a split; raises for a bad value or one given with data."""
+    if split is None:  # as in Keras, where only a true value splits
+        return False
+    if (
+        isinstance(split, bool)
+        or not isinstance(split, (int, float, np.integer, np.floating))
+        or not 0 <= split < 1
+    ):
+        raise ValueError(
+            f"{where}: validation_split={split!r}; it must be a number in [0, 1): the fraction "
+            "of the examples held out for validation (the last ones, before shuffling), e.g. "
+            "0.2; 0 holds out nothing."
+        )
+    if split and has_validation_data:
+        raise ValueError(
+            f"{where}: validation_split={split!r} and validation_data were both given; pass "
+            "one: validation_data=(x_val, y_val) for a separate validation set, or "
+            f"validation_split to hold out the last {float(split):.0%} of x and y."
+        )
+    return bool(split)
+
+
+def _split_index(n: int, split: float, where: str) -> int:
+    """Keras' split point: the first ``floor(n * (1 - split))`` examples train."""
+    split_at = int(math.floor(n * (1.0 - split)))
+    if split_at == 0 or split_at == n:
+        raise ValueError(
+            f"{where}: validation_split={split!r} of {n} examples leaves {split_at} for "
+            f"training and {n - split_at} for validation (training: floor({n} * (1 - "
+            f"{split!r})) = {split_at}); both need at least 1. Use more examples or a "
+            + ("smaller" if split_at == 0 else "larger")
+            + " validation_split."
+        )
+    return split_at
 
 
 def _check_batch_size(batch_size: Any, where: str, arg: str = "batch_size") -> None:
@@ -435,15 +694,23 @@ def evaluate(
     ``sum_batches |batch| value(batch) / n``: exact for per-example means (the
     last, smaller batch gets its true weight).
 
+    The jitted evaluation step is reused by later calls with the same ``loss_fn``
+    and metric functions (see ``fit``).
+
     Args:
         loss_fn: ``loss_fn(params, x, y, key) -> scalar``.
         params: parameters (or a ``TrainState``).
-        x, y: arrays (or pytrees of arrays) with a leading example axis.
+        x, y: arrays (or pytrees of arrays) with a leading example axis; a Python
+            list is one array, as in ``fit``.
         batch_size: examples per evaluation step.
         metrics: ``{name: fn(params, x, y) -> scalar}``.
 
     Returns:
         ``{"loss": ..., name: ...}`` as Python floats.
+
+    Raises:
+        TypeError: ``loss_fn`` or a metric has the wrong signature.
+        ValueError: mismatched example counts, a ragged list, a bad ``batch_size``.
 
     Example:
         >>> loss = lambda p, x, y, key: jnp.mean((x * p - y) ** 2)
@@ -451,11 +718,13 @@ def evaluate(
         {'loss': 1.0}
     """
     where = "evaluate"
+    _check_loss_fn(loss_fn, where)
+    metrics = _check_metrics(metrics, where)
     _check_batch_size(batch_size, where)
     x, y, n = _check_xy(x, y, where)
     if isinstance(params, TrainState):
         params = params.params
-    return _run_eval(make_eval_step(loss_fn, metrics=metrics), params, x, y, n, batch_size)
+    return _run_eval(_eval_step_for(loss_fn, metrics), params, x, y, n, batch_size)
 
 
 # --- fit ----------------------------------------------------------------------------------
@@ -484,6 +753,7 @@ def fit(
     epochs: int = 1,
     batch_size: int = 32,
     validation_data: tuple[Any, Any] | None = None,
+    validation_split: float = 0.0,
     validation_batch_size: int | None = None,
     metrics: Mapping[str, MetricFn] | None = None,
     clipnorm: float | None = None,
@@ -496,6 +766,9 @@ def fit(
 
     The loop, with ``step = make_train_step(loss_fn, optimizer, clipnorm=...)``::
 
+        if validation_split:                    # the last examples, before any shuffling
+            m = floor(n * (1 - validation_split))
+            validation_data = (x[m:], y[m:]); x, y, n = x[:m], y[:m], m
         for epoch in range(epochs):
             k = fold_in(key, epoch); k_shuffle, k_steps = split(k)
             order = permutation(k_shuffle, n) if shuffle else arange(n)
@@ -512,17 +785,41 @@ def fit(
     ``drop_remainder=True`` drops it (one compile, ``n // batch_size`` steps).
     The same ``key`` gives bit-identical results.
 
+    Compiled steps are reused across calls: a later ``fit`` (or ``evaluate``) with
+    the same ``loss_fn`` object, optimizer (the same optax object, or the same
+    name), ``clipnorm`` and metric functions runs the already compiled step for
+    batch shapes it has seen, so a loop of one ``fit`` call per epoch compiles
+    once. The last 16 such setups are kept (``jax.clear_caches()`` drops their
+    compiled programs too). As with any ``jax.jit`` function, Python values that
+    ``loss_fn`` reads from outside (a global, a closed-over constant) are fixed
+    when it is first traced; to change one, pass it in ``params`` or ``x``, or
+    define a new ``loss_fn``.
+
+    Data: each array's first axis indexes the examples. ``x`` and ``y`` may be
+    pytrees: a tuple such as ``(inputs, lengths)`` or a dict holds several arrays,
+    batched together. A Python list is one array (``np.asarray``, so a list of
+    per-example arrays or nested lists of numbers works); a list whose elements
+    differ in shape (ragged sequences, or several inputs) is an error: pad
+    sequences to one length and pass ``(padded, lengths)``, and pass several
+    inputs as a tuple.
+
     Args:
         loss_fn: ``loss_fn(params, x, y, key) -> scalar``; ``key`` is a per-step key
             in training (for dropout), ``None`` in evaluation.
         params: the initial parameter pytree, or a ``TrainState`` to resume from
             (its ``opt_state`` must come from the same optimizer).
         optimizer: an optax optimizer or a Keras name (``"adam"``, ``"sgd"``, ...).
-        x, y: NumPy (or JAX) arrays, or pytrees of them, with a leading example axis.
+        x, y: NumPy (or JAX) arrays, or pytrees (tuples, dicts) of them, with a leading
+            example axis; a Python list is read as one array (see Data above).
         key: a ``jax.random`` key for shuffling and the per-step keys (required).
         epochs: passes over the data.
         batch_size: examples per step.
         validation_data: ``(x_val, y_val)``, evaluated after every epoch.
+        validation_split: a fraction in ``[0, 1)`` of the examples held out for
+            validation (Keras' ``validation_split``): the **last**
+            ``n - floor(n * (1 - validation_split))`` examples of ``x`` and ``y``,
+            taken before any shuffling, logged as ``val_*`` like ``validation_data``
+            (which it cannot be combined with). ``0`` (default) or None holds out nothing.
         validation_batch_size: defaults to ``batch_size``.
         metrics: ``{name: fn(params, x, y) -> scalar}``, logged as ``name`` and ``val_name``.
         clipnorm: clip gradients to this global norm (``optax.clip_by_global_norm``).
@@ -537,8 +834,11 @@ def fit(
 
     Raises:
         ValueError: mismatched example counts, bad ``batch_size``/``epochs``/``clipnorm``,
-            an unknown early-stopping monitor, validation data shaped unlike ``x``/``y``.
-        TypeError: a missing key, a bad optimizer or metrics.
+            an unknown early-stopping monitor, validation data shaped unlike ``x``/``y``,
+            a ``validation_split`` outside ``[0, 1)``, given with ``validation_data`` or
+            leaving no training or no validation example, a ragged list.
+        TypeError: a missing key, a bad optimizer or metrics, a ``loss_fn`` that cannot
+            be called as ``loss_fn(params, x, y, key)``.
 
     Example:
         >>> loss = lambda p, x, y, key: jnp.mean((x @ p - y) ** 2)
@@ -548,8 +848,16 @@ def fit(
         ...               batch_size=16, key=jax.random.key(0), verbose=0)
         >>> hist.history["loss"][-1] < 0.01 * hist.history["loss"][0]
         True
+
+        Lists are arrays; ``validation_split`` holds out the last examples (here 16):
+
+        >>> w, hist = fit(loss, w, "adam", x.tolist(), list(y), validation_split=0.25,
+        ...               key=jax.random.key(1), verbose=0)
+        >>> sorted(hist.history)
+        ['loss', 'val_loss']
     """
     where = "fit"
+    _check_loss_fn(loss_fn, where)
     if key is None or not hasattr(key, "dtype"):
         raise TypeError(
             f"{where}: key must be a jax.random key (it drives shuffling and dropout), got "
@@ -566,6 +874,10 @@ def fit(
     metrics = _check_metrics(metrics, where)
     _check_clipnorm(clipnorm, where)
     x, y, n = _check_xy(x, y, where)
+    if _check_validation_split(validation_split, validation_data is not None, where):
+        split_at = _split_index(n, validation_split, where)
+        validation_data = (_slice(x, split_at, None), _slice(y, split_at, None))
+        x, y, n = _slice(x, 0, split_at), _slice(y, 0, split_at), split_at
     batches = _batches(n, batch_size, drop_remainder)
     if not batches:
         raise ValueError(
@@ -606,7 +918,8 @@ def fit(
             )
         if es.monitor not in available:
             hint = (
-                " The val_ quantities need validation_data=(x_val, y_val)."
+                " The val_ quantities need validation_data=(x_val, y_val) or "
+                "validation_split=0.2 (say)."
                 if es.monitor.startswith("val_") and val is None
                 else ""
             )
@@ -636,8 +949,8 @@ def fit(
     else:
         state, return_state = TrainState.create(params, tx), False
 
-    train_step = make_train_step(loss_fn, tx, metrics=metrics, clipnorm=clipnorm)
-    eval_step = make_eval_step(loss_fn, metrics=metrics) if val is not None else None
+    train_step = _train_step_for(loss_fn, optimizer, metrics, clipnorm)
+    eval_step = _eval_step_for(loss_fn, metrics) if val is not None else None
     history = History()
     tqdm = _tqdm() if verbose == 1 else None
     best, best_state, wait = None, None, 0

@@ -1,5 +1,6 @@
 """jaxrnn.checkpoint: exact round trips, resumed training, clear errors, atomic writes."""
 
+import errno
 import hashlib
 import os
 import struct
@@ -306,3 +307,62 @@ def test_overwrite_and_save_errors(tmp_path):
     assert not (tmp_path / "bad.ckpt").exists()
     with pytest.raises(FileNotFoundError):
         save(tmp_path / "missing" / "c.ckpt", {"w": jnp.ones(2)})
+
+
+def test_save_into_a_missing_directory_names_it_and_creates_nothing(tmp_path, monkeypatch):
+    path = tmp_path / "runs" / "exp1" / "c.ckpt"
+    with pytest.raises(FileNotFoundError) as info:
+        save(path, {"w": jnp.ones(2)})
+    msg = str(info.value)
+    for words in (
+        f"checkpoint.save: cannot write {str(path)!r}",
+        f"its directory {str(path.parent)!r} does not exist",
+        f"nearest existing parent: {str(tmp_path)!r}",
+        f"os.makedirs({str(path.parent)!r}, exist_ok=True)",
+        "does not create directories",
+    ):
+        assert words in msg, msg
+    assert ".tmp" not in msg and info.value.errno == errno.ENOENT
+    assert os.listdir(tmp_path) == []  # nothing created
+    os.makedirs(path.parent, exist_ok=True)  # the fix the message gives
+    save(path, {"w": jnp.ones(2)})
+    assert os.listdir(path.parent) == ["c.ckpt"]
+    # a relative path: the hint uses it as written, the absolute directory is shown too
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError) as info:
+        save(os.path.join("new", "c.ckpt"), {"w": jnp.ones(2)})
+    msg = str(info.value)
+    assert "os.makedirs('new', exist_ok=True)" in msg and str(tmp_path / "new") in msg
+    (tmp_path / "notes.txt").write_text("")
+    with pytest.raises(NotADirectoryError, match=r"'notes.txt' .* is a file, not a directory"):
+        save(os.path.join("notes.txt", "c.ckpt"), {"w": jnp.ones(2)})
+
+
+def test_save_errors_name_the_path_not_the_temporary_file(tmp_path, monkeypatch):
+    def refuse(name, *args):
+        raise PermissionError(errno.EACCES, "Permission denied", name)
+
+    monkeypatch.setattr(checkpoint.os, "open", refuse)
+    with pytest.raises(PermissionError) as info:
+        save(tmp_path / "p.ckpt", {"w": jnp.ones(2)})
+    msg = str(info.value)
+    assert f"cannot create a file in {str(tmp_path)!r} to write" in msg and "p.ckpt" in msg
+    assert "Permission denied" in msg and ".tmp" not in msg
+    assert info.value.errno == errno.EACCES
+
+
+def test_restore_of_a_missing_file_names_it(tmp_path):
+    save(tmp_path / "run-1.ckpt", {"w": jnp.ones(2)})
+    path = tmp_path / "run-2.ckpt"
+    with pytest.raises(FileNotFoundError) as info:
+        restore(path, {"w": jnp.ones(2)})
+    msg = str(info.value)
+    assert f"checkpoint.restore: no checkpoint file at {str(path)!r}" in msg
+    assert "holds 1 file(s) ending in .ckpt: ['run-1.ckpt']" in msg and "Check the path" in msg
+    assert info.value.errno == errno.ENOENT
+    with pytest.raises(
+        FileNotFoundError, match=r"checkpoint.read_header: .* does not exist either"
+    ):
+        read_header(tmp_path / "gone" / "a.ckpt")
+    with pytest.raises(IsADirectoryError, match=r"is a directory, not a checkpoint file"):
+        restore(tmp_path)

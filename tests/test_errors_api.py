@@ -59,6 +59,28 @@ def _restore_foreign(tmp):
     checkpoint.restore(tmp / "d.ckpt", LP)
 
 
+def _fit_tiny(x=None, y=None, **kw):
+    """fit on two tiny examples; x, y and kw replace the defaults."""
+    x = np.ones((2, 3), np.float32) if x is None else x
+    y = np.ones((2,), np.float32) if y is None else y
+    loss = lambda p, x, y, key: jnp.mean(x @ p - y)  # noqa: E731
+    train.fit(loss, jnp.zeros(3), "sgd", x, y, key=K, verbose=0, **kw)
+
+
+def _save_into_missing_dir(tmp):
+    checkpoint.save(tmp / "runs" / "e.ckpt", LP)
+
+
+def _save_into_a_file(tmp):
+    (tmp / "notes.txt").write_text("")
+    checkpoint.save(tmp / "notes.txt" / "e.ckpt", LP)
+
+
+def _restore_missing_file(tmp):
+    checkpoint.save(tmp / "run-1.ckpt", LP)
+    checkpoint.restore(tmp / "run-2.ckpt", LP)
+
+
 # (id, call(tmp_path), exception, words that must all appear in the message)
 CASES = [
     ("nnx-unknown-activation", lambda t: jn.LSTM(3, 4, rngs=nnx.Rngs(0), activation="swishy"),
@@ -132,6 +154,32 @@ CASES = [
     ("bidirectional-state-parts", lambda t: jaxrnn.bidirectional(jaxrnn.lstm, jaxrnn.BidirectionalParams(LP, LP), X,
                                                                  initial_state=(jaxrnn.zero_state(LP, 2),)),
      ValueError, ["initial_state", "pair", "1 part"]),
+    ("fit-loss-without-key", lambda t: train.fit(lambda p, x, y: jnp.mean(p.kernel), LP, "sgd", X, np.ones((2, 1)), key=K),
+     TypeError, ["fit: loss_fn <lambda>(p, x, y)", "3 positional", "(params, x, y, key)", "None in evaluation", "ignore it"]),
+    ("evaluate-loss-without-key", lambda t: train.evaluate(lambda p, x, y: jnp.mean(p.kernel), LP, X, np.ones((2, 1))),
+     TypeError, ["evaluate: loss_fn", "(params, x, y, key)"]),
+    ("metric-with-key", lambda t: train.make_eval_step(_loss, metrics={"mse": _loss}),
+     TypeError, ["make_eval_step: metric 'mse'", "_loss(p, x, y, key)", "fn(params, x, y)", "without a key"]),
+    ("fit-ragged-list", lambda t: _fit_tiny(x=[np.ones((5, 3)), np.ones((4, 3))]),
+     ValueError, ["fit: x is a list of 2 elements with different shapes", "[(5, 3), (4, 3)]", "pad", "(padded, lengths)", "tuple x=(x1, x2)"]),
+    ("fit-list-of-two-inputs", lambda t: _fit_tiny(x=[np.ones((2, 3)), np.ones((2, 3))], y=np.ones(3)),
+     ValueError, ["x has 2 (shape (2, 2, 3)), y has 3", "x was a list of 2 elements", "use a tuple x=(x1, x2)"]),
+    ("fit-list-of-strings", lambda t: _fit_tiny(y=["cat", "dog"]),
+     TypeError, ["fit: y is a list of <U3 values", "needs numbers", "integer ids"]),
+    ("fit-validation-split-range", lambda t: _fit_tiny(validation_split=1.0),
+     ValueError, ["fit: validation_split=1.0", "[0, 1)", "the last ones, before shuffling"]),
+    ("fit-validation-split-and-data", lambda t: _fit_tiny(validation_split=0.5, validation_data=(np.ones((1, 3)), np.ones(1))),
+     ValueError, ["validation_split=0.5 and validation_data were both given", "pass one"]),
+    ("fit-validation-split-leaves-none", lambda t: _fit_tiny(validation_split=0.9),
+     ValueError, ["validation_split=0.9 of 2 examples leaves 0 for training and 2 for validation", "at least 1"]),
+    ("checkpoint-save-missing-directory", _save_into_missing_dir,
+     FileNotFoundError, ["checkpoint.save", "e.ckpt", "runs' does not exist", "os.makedirs(", "exist_ok=True"]),
+    ("checkpoint-save-into-a-file", _save_into_a_file,
+     NotADirectoryError, ["checkpoint.save", "notes.txt' is a file, not a directory"]),
+    ("checkpoint-restore-missing-file", _restore_missing_file,
+     FileNotFoundError, ["checkpoint.restore: no checkpoint file at", "run-2.ckpt", "['run-1.ckpt']"]),
+    ("checkpoint-restore-a-directory", lambda t: checkpoint.restore(t, LP),
+     IsADirectoryError, ["checkpoint.restore", "is a directory, not a checkpoint file"]),
 ]
 
 

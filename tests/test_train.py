@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import gc
 import importlib.util
 import subprocess
 import sys
+import weakref
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +16,7 @@ import optax
 import pytest
 
 import jaxrnn
-from jaxrnn import losses
+from jaxrnn import losses, train
 from jaxrnn.train import (
     EarlyStopping,
     History,
@@ -21,6 +24,7 @@ from jaxrnn.train import (
     evaluate,
     fit,
     get_optimizer,
+    make_eval_step,
     make_train_step,
 )
 
@@ -44,7 +48,9 @@ def _init(seed=0):
 
 
 def _apply(params, x, key=None):
-    h = jaxrnn.simple_rnn(params["rnn"], x, dropout=0.1, key=key, training=key is not None)  # (B, H)
+    h = jaxrnn.simple_rnn(
+        params["rnn"], x, dropout=0.1, key=key, training=key is not None
+    )  # (B, H)
     return h @ params["w"] + params["b"]  # (B, 1)
 
 
@@ -350,7 +356,17 @@ def test_verbose_output(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "Epoch 1/2" in out and "Epoch 2/2" in out and "val_loss:" in out
     if importlib.util.find_spec("tqdm") is not None:  # in the test extra
-        fit(loss, jnp.array(0.0), "sgd", x, y, epochs=2, batch_size=4, key=jax.random.key(0), verbose=1)
+        fit(
+            loss,
+            jnp.array(0.0),
+            "sgd",
+            x,
+            y,
+            epochs=2,
+            batch_size=4,
+            key=jax.random.key(0),
+            verbose=1,
+        )
         err = capsys.readouterr().err
         assert "Epoch 1/2" in err and "loss=" in err  # the tqdm bar
     monkeypatch.setitem(sys.modules, "tqdm", None)
@@ -453,3 +469,336 @@ def test_error_messages():
     state = TrainState.create(jnp.array(0.0), "sgd")
     with pytest.raises(ValueError, match=r"opt_state does not match.*TrainState.create"):
         fit(lambda p, x, y, k: jnp.mean(p * x), state, "adam", x, x, key=jax.random.key(0))
+
+
+# --- loss_fn and metric signatures ------------------------------------------------------------
+
+
+def _linear(p, x, y):
+    return jnp.mean((x @ p - y) ** 2)
+
+
+XL = np.arange(24, dtype=np.float32).reshape(8, 3) / 10
+YL = XL @ np.array([1.0, -1.0, 0.5], np.float32)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda loss: fit(loss, jnp.zeros(3), "sgd", XL, YL, key=jax.random.key(0), verbose=0),
+        lambda loss: evaluate(loss, jnp.zeros(3), XL, YL),
+        lambda loss: make_train_step(loss, "sgd"),
+        lambda loss: make_eval_step(loss),
+    ],
+    ids=["fit", "evaluate", "make_train_step", "make_eval_step"],
+)
+def test_loss_fn_without_key_is_refused_before_tracing(call):
+    with pytest.raises(TypeError) as info:
+        call(lambda p, x, y: _linear(p, x, y))
+    msg = str(info.value)
+    for words in (
+        "loss_fn <lambda>(p, x, y)",
+        "takes 3 positional",
+        "(params, x, y, key)",
+        "None in evaluation",
+        "can ignore it",
+    ):
+        assert words in msg, msg
+
+
+def test_loss_fn_signatures_that_are_accepted_or_explained():
+    def with_default(p, x, y, key, scale=1.0):
+        return scale * _linear(p, x, y)
+
+    def needs_scale(p, x, y, key, *, scale):
+        return scale * _linear(p, x, y)
+
+    class Model:
+        def loss(self, p, x, y, key):
+            return _linear(p, x, y)
+
+    class Opaque:  # a callable whose signature cannot be inspected: not refused
+        __signature__ = "not a Signature"
+
+        def __call__(self, p, x, y, key):
+            return _linear(p, x, y)
+
+    accepted = [
+        with_default,
+        lambda *args: _linear(*args[:3]),
+        lambda p, *rest: _linear(p, *rest[:2]),
+        functools.partial(needs_scale, scale=2.0),
+        functools.partial(lambda w, p, x, y, key: w * _linear(p, x, y), 3.0),
+        Model().loss,
+        jax.jit(lambda p, x, y, key: _linear(p, x, y)),
+        Opaque(),
+    ]
+    for loss in accepted:
+        out = evaluate(loss, jnp.zeros(3), XL, YL)
+        assert np.isfinite(out["loss"])
+    with pytest.raises(TypeError, match=r"keyword-only \['scale'\] without a default.*partial"):
+        make_train_step(needs_scale, "sgd")
+    with pytest.raises(TypeError, match=r"requires 5 arguments; give \['extra'\] a default"):
+        make_train_step(lambda p, x, y, key, extra: 0.0, "sgd")
+    with pytest.raises(TypeError, match=r"loss_fn must be a function .* got float"):
+        make_train_step(0.5, "sgd")
+
+
+def test_metric_with_a_key_is_refused():
+    def loss(p, x, y, key):
+        return _linear(p, x, y)
+
+    with pytest.raises(TypeError) as info:
+        fit(
+            loss,
+            jnp.zeros(3),
+            "sgd",
+            XL,
+            YL,
+            key=jax.random.key(0),
+            verbose=0,
+            metrics={"mse": loss},
+        )
+    msg = str(info.value)
+    for words in (
+        "fit: metric 'mse'",
+        "loss(p, x, y, key)",
+        "fn(params, x, y)",
+        "without a key",
+        "loss_fn(p, x, y, None)",
+    ):
+        assert words in msg, msg
+    # a metric with an optional key is fine
+    out = evaluate(loss, jnp.zeros(3), XL, YL, metrics={"mse": lambda p, x, y, key=None: 0.0})
+    assert out["mse"] == 0.0
+
+
+# --- Python lists as data ---------------------------------------------------------------------
+
+
+def _fit_linear(x, y, **kw):
+    def loss(p, x, y, key):
+        return _linear(p, x, y)
+
+    return fit(
+        loss,
+        jnp.zeros(3),
+        "sgd",
+        x,
+        y,
+        epochs=2,
+        batch_size=4,
+        key=jax.random.key(0),
+        verbose=0,
+        **kw,
+    )
+
+
+def test_a_list_is_one_array():
+    ref, h_ref = _fit_linear(XL, YL)
+    for x, y in [
+        (list(XL), list(YL)),  # a list of per-example arrays
+        (XL.tolist(), YL.tolist()),  # nested lists of numbers
+        ([jnp.asarray(row) for row in XL], YL),  # of JAX arrays
+    ]:
+        p, h = _fit_linear(x, y)
+        np.testing.assert_array_equal(p, ref)
+        assert h.history == h_ref.history
+    assert evaluate(lambda p, x, y, k: _linear(p, x, y), ref, list(XL), YL.tolist()) == (
+        evaluate(lambda p, x, y, k: _linear(p, x, y), ref, XL, YL)
+    )
+
+
+def test_tuples_and_dicts_stay_containers_and_hold_lists():
+    def loss(p, x, y, key):
+        return _linear(p, x["a"] + x["b"][0] * x["b"][1], y)
+
+    kw = dict(epochs=1, batch_size=4, key=jax.random.key(0), verbose=0)
+    ones = np.ones((8, 1), np.float32)
+    p1, _ = fit(loss, jnp.zeros(3), "sgd", {"a": XL, "b": (ones, XL)}, YL, **kw)
+    p2, _ = fit(loss, jnp.zeros(3), "sgd", {"a": list(XL), "b": (ones.tolist(), XL)}, YL, **kw)
+    np.testing.assert_array_equal(p1, p2)
+
+
+def test_lists_that_are_not_one_array():
+    ragged = [np.ones((5, 3), np.float32), np.ones((4, 3), np.float32)]
+    with pytest.raises(ValueError) as info:
+        _fit_linear(ragged, YL[:2])
+    msg = str(info.value)
+    for words in (
+        "fit: x is a list of 2 elements with different shapes",
+        "element shapes [(5, 3), (4, 3)]",
+        "pad them",
+        "the longest is 5",
+        "x=(padded, lengths)",
+        "several inputs, pass them as a tuple x=(x1, x2)",
+    ):
+        assert words in msg, msg
+    many = [np.ones((2 + i % 3, 3)) for i in range(20)]
+    with pytest.raises(
+        ValueError, match=r"3 distinct element shapes: \(2, 3\) x7 \(first at index 0\)"
+    ):
+        _fit_linear(many, np.ones(20))
+    # two inputs of the same shape in a list read as one array of 2 examples: said so
+    with pytest.raises(ValueError) as info:
+        _fit_linear([XL, XL], YL)
+    msg = str(info.value)
+    assert "x has 2 (shape (2, 8, 3)), y has 8" in msg
+    assert "x was a list of 2 elements, read as one array of 2 examples" in msg
+    assert "use a tuple x=(x1, x2)" in msg
+    with pytest.raises(TypeError, match=r"y is a list of <U1 values .*needs numbers"):
+        _fit_linear(XL, ["a"] * 8)
+    with pytest.raises(ValueError, match=r"val_x is a list of 2 elements with different shapes"):
+        _fit_linear(XL, YL, validation_data=(ragged, [0.0, 1.0]))
+
+
+# --- compiled steps reused across calls -------------------------------------------------------
+
+
+def _counting_loss():
+    traces = []
+
+    def loss(p, x, y, key):
+        traces.append(x.shape)  # runs only when JAX traces the step
+        return _linear(p, x, y)
+
+    return loss, traces
+
+
+def test_repeated_fit_reuses_the_compiled_steps():
+    loss, traces = _counting_loss()
+    tx = optax.sgd(0.1)
+    kw = dict(batch_size=3, verbose=0)  # 6 training examples: batches of 3; 2 for validation
+    p = jnp.zeros(3)
+    for epoch in range(3):  # one fit call per epoch
+        p, _ = fit(loss, p, tx, XL, YL, key=jax.random.key(epoch), validation_split=0.25, **kw)
+    assert traces == [(3, 3), (2, 3)]  # one train trace, one eval trace, in all
+    fit(loss, p, tx, XL[:7], YL[:7], key=jax.random.key(0), **kw)  # a new remainder shape
+    assert traces[2:] == [(1, 3)]
+    del traces[:]
+    fit(loss, p, optax.sgd(0.1), XL, YL, key=jax.random.key(0), **kw)  # another optimizer
+    assert traces == [(3, 3), (2, 3)]
+    fit(loss, p, tx, XL, YL, key=jax.random.key(0), clipnorm=1.0, **kw)  # clipping
+    assert len(traces) == 4
+    fit(loss, p, tx, XL, YL, key=jax.random.key(0), metrics={"m": lambda p, x, y: 0.0}, **kw)
+    assert len(traces) == 6
+    for _ in range(2):  # a name maps to a fresh optimizer object, but is keyed by the name
+        fit(loss, p, "adam", XL, YL, key=jax.random.key(0), **kw)
+    assert len(traces) == 8
+    for _ in range(2):
+        evaluate(loss, p, XL, YL, batch_size=4)
+    assert len(traces) == 9
+    loss2, traces2 = _counting_loss()  # another loss traces again
+    fit(loss2, p, tx, XL, YL, key=jax.random.key(0), **kw)
+    assert len(traces2) == 2 and len(traces) == 9
+
+
+def test_bound_method_losses_are_reused_and_the_cache_is_bounded():
+    class Model:
+        traces = 0
+
+        def loss(self, p, x, y, key):
+            Model.traces += 1
+            return _linear(p, x, y)
+
+    m = Model()
+    for _ in range(2):  # m.loss is a new bound-method object each time
+        fit(m.loss, jnp.zeros(3), "sgd", XL, YL, batch_size=8, key=jax.random.key(0), verbose=0)
+    assert Model.traces == 1
+    for c in range(train._STEP_CACHE_SIZE + 3):  # more setups than the cache keeps
+        evaluate(lambda p, x, y, key, c=c: c * _linear(p, x, y), jnp.zeros(3), XL, YL)
+    assert len(train._STEP_CACHE) == train._STEP_CACHE_SIZE
+
+
+def test_the_cache_keeps_no_data_alive():
+    loss, _ = _counting_loss()
+    x, y = XL.copy(), YL.copy()
+    refs = [weakref.ref(x), weakref.ref(y)]
+    p, _ = fit(
+        loss,
+        jnp.zeros(3),
+        "sgd",
+        x,
+        y,
+        batch_size=3,
+        key=jax.random.key(0),
+        verbose=0,
+        validation_split=0.25,
+    )
+    del x, y
+    gc.collect()
+    assert [r() for r in refs] == [None, None]
+
+
+# --- validation_split -------------------------------------------------------------------------
+
+
+def test_validation_split_equals_the_last_examples_as_validation_data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(10, 3)).astype(np.float32)
+    w = rng.uniform(size=10).astype(np.float32)  # a per-example weight: x is a pytree (x, w)
+    y = x @ np.array([1.0, -1.0, 0.5], np.float32)
+
+    def loss(p, x, y, key):
+        xs, ws = x
+        pred = xs @ p
+        if key is not None:  # dropout on the output: the per-step keys must match too
+            pred = pred * jax.random.bernoulli(key, 0.9, pred.shape) / 0.9
+        return jnp.mean(ws * (pred - y) ** 2)
+
+    kw = dict(
+        epochs=2,
+        batch_size=4,
+        key=jax.random.key(3),
+        verbose=0,
+        metrics={"mae": lambda p, x, y: jnp.mean(jnp.abs(x[0] @ p - y))},
+    )
+    # floor(10 * (1 - 0.25)) = 7: the last 3 examples validate, as in Keras
+    p1, h1 = fit(loss, jnp.zeros(3), "adam", (x, w), y, validation_split=0.25, **kw)
+    p2, h2 = fit(
+        loss,
+        jnp.zeros(3),
+        "adam",
+        (x[:7], w[:7]),
+        y[:7],
+        validation_data=((x[7:], w[7:]), y[7:]),
+        **kw,
+    )
+    assert set(h1.history) == {"loss", "mae", "val_loss", "val_mae"}
+    assert h1.history == h2.history  # bit-identical
+    jax.tree.map(np.testing.assert_array_equal, p1, p2)
+    _, h0 = fit(loss, jnp.zeros(3), "adam", (x, w), y, validation_split=0, **kw)
+    assert set(h0.history) == {"loss", "mae"}  # 0: off
+    _, h3 = fit(
+        loss,
+        jnp.zeros(3),
+        "adam",
+        (x, w),
+        y,
+        validation_split=0.25,
+        early_stopping=EarlyStopping("val_loss", patience=5),
+        **{**kw, "epochs": 1},
+    )
+    assert len(h3.history["val_loss"]) == 1
+
+
+def test_validation_split_errors():
+    for bad in (1.0, -0.1, 1.5, float("nan"), True, "0.2"):
+        with pytest.raises(ValueError) as info:
+            _fit(validation_split=bad)
+        msg = str(info.value)
+        assert f"fit: validation_split={bad!r}" in msg and "[0, 1)" in msg, msg
+    loss, x, y, val = _scalar_problem()
+    with pytest.raises(ValueError) as info:
+        _fit(validation_split=0.2, validation_data=val)
+    msg = str(info.value)
+    assert "validation_split=0.2 and validation_data were both given; pass one" in msg
+    assert "last 20% of x and y" in msg
+    _fit(validation_split=0.0, validation_data=val)  # 0 is off: no conflict
+    with pytest.raises(ValueError) as info:
+        _fit(x=np.ones((1, 1), np.float32), y=np.ones((1, 1), np.float32), validation_split=0.5)
+    msg = str(info.value)
+    assert "validation_split=0.5 of 1 examples leaves 0 for training and 1 for validation" in msg
+    assert "floor(1 * (1 - 0.5)) = 0" in msg and "smaller validation_split" in msg
+    with pytest.raises(ValueError, match=r"leaves 8 for training and 0 for validation.*larger"):
+        _fit(validation_split=1e-17)  # floor(8 * (1 - 1e-17)) = 8
