@@ -2,8 +2,8 @@
 
     python benchmarks/suite.py [--quick] [--out benchmarks/RESULTS.md] [--png benchmarks/ratios.png]
 
-Runs ``run.py`` (which writes the report and the chart), then ``memory.py`` and
-``sweep.py`` (which append their sections), each in its own process so that one
+Runs ``run.py`` (which writes the report and the chart), then ``memory.py``,
+``sweep.py`` and ``remat_speed.py`` (which append their sections), each in its own process so that one
 measurement's memory and compiled programs do not weigh on the next. Extra
 arguments after ``--`` go to ``run.py`` (e.g. ``-- --cells lstm``). The exit
 status is 1 if any script reported a problem.
@@ -31,6 +31,7 @@ def main(argv=None) -> int:
         ["run.py", *quick, "--out", args.out, "--png", args.png, *args.run_args],
         ["memory.py", *quick, "--out", args.out],
         ["sweep.py", *quick, "--out", args.out],
+        ["remat_speed.py", *quick, "--out", args.out],
     ]
     status = 0
     for script, *rest in steps:

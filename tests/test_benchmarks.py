@@ -32,6 +32,8 @@ def test_benchmark_suite_quick(tmp_path):
     assert "## Memory: LSTM training step" in report
     assert "jaxrnn, remat='sqrt'" in report
     assert "## Sweeps: N configurations vmapped" in report
+    assert "## Memory options: training-step time by sequence length" in report
+    assert "| gru | 200, 4, 3, 8 |" in report
 
 
 def test_lstm_backward_choice_quick():
