@@ -239,3 +239,40 @@ def under_forward_mode(tree: Any) -> bool:
                 return True
             trace = getattr(trace, "parent_trace", None)
     return False
+
+
+def varying_axes(tree: Any) -> tuple:
+    """The ``shard_map`` mesh axes over which any leaf of ``tree`` varies (sorted).
+
+    Outside ``shard_map`` (or with ``check_vma=False``) this is ``()``.
+    """
+    axes: set = set()
+    for leaf in jax.tree.leaves(tree):
+        try:
+            aval = jax.typeof(leaf)
+        except TypeError:
+            continue
+        vma = getattr(aval, "vma", None)  # older JAX
+        if vma is None:
+            vma = getattr(getattr(aval, "mat", None), "varying", ())
+        axes.update(vma or ())
+    return tuple(sorted(axes, key=str))
+
+
+def match_varying(tree: Any, like: Any) -> Any:
+    """``tree`` cast to vary over every ``shard_map`` axis that ``like`` varies over.
+
+    A scan's carry must keep one type: a zero initial state (the same on every
+    device) that meets per-device inputs becomes per-device after one step, so
+    it is made per-device (``jax.lax.pcast(..., to="varying")``) up front. A
+    no-op outside ``shard_map``.
+    """
+    axes = varying_axes(like)
+    if not axes:
+        return tree
+
+    def cast(leaf):
+        missing = tuple(a for a in axes if a not in varying_axes(leaf))
+        return jax.lax.pcast(leaf, missing, to="varying") if missing else leaf
+
+    return jax.tree.map(cast, tree)

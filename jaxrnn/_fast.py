@@ -13,12 +13,14 @@ the same function.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from ._activations import get_activation
+from ._context import is_batch_partitioned
 from ._fast_common import LoopOptions, cast, matmul
 from ._fast_gru import gru_recurrence
 from ._fast_lstm import AUTODIFF_MIN_BATCH, lstm_layer, lstm_recurrence
@@ -29,6 +31,18 @@ from ._lstm import LSTMState, lstm_step
 from ._simple_rnn import rnn_step
 
 IMPLS = ("auto", "fast", "scan")
+
+def lstm_autodiff_min_batch() -> int:
+    """The batch size from which the fused LSTM's gradient is autodiff.
+
+    Under XLA's SPMD partitioning of the batch (``_context.batch_partitioned``),
+    never: the autodiff pass accumulates its weight gradients inside the loop,
+    where the partitioner then all-reduces them at every step (seen in the HLO: an
+    all-reduce inside the backward while body), which made a 2-device step
+    0.74-0.91x of one device; the hand-written pass forms them after the loop, so
+    one all-reduce remains. Read at each layer call (part of its plan).
+    """
+    return sys.maxsize if is_batch_partitioned() else AUTODIFF_MIN_BATCH
 
 
 def _act(kwargs: dict, name: str, default: str, where: str):

@@ -22,6 +22,7 @@ from ._checks import (
     check_hidden,
     check_input,
     check_params,
+    match_varying,
     shape_of,
     under_forward_mode,
 )
@@ -190,7 +191,7 @@ def run_layer(
         time_major=time_major,
         return_sequences=return_sequences,
         return_state=return_state,
-        lstm_autodiff_min_batch=_fast.AUTODIFF_MIN_BATCH,  # read per call: part of the cache key
+        lstm_autodiff_min_batch=_fast.lstm_autodiff_min_batch(),  # read per call: in the key
     )
     return _run(plan, params, x, initial_state, valid, masks)
 
@@ -219,6 +220,12 @@ def _run(plan: _Plan, params, x, initial_state, valid, masks):
     compiles once and is reused, instead of re-tracing the scan at every call.
     """
     step_kwargs = dict(plan.step_kwargs)
+    # Inside shard_map, values the same on every device (parameters, a zero
+    # initial state) meet per-device inputs: make them per-device up front, so
+    # that scan carries keep one type and the custom VJPs see one type. Their
+    # gradients are summed over the devices by pcast's transpose, as JAX does.
+    everything = (params, x, initial_state, valid, masks)
+    params, x, initial_state, valid, masks = match_varying(everything, everything)
     if plan.fused:
         segment = functools.partial(
             fast_segment,

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import shape_of
+from ._checks import match_varying, shape_of
 from ._gru import gru_step
 from ._lstm import lstm_step
 from ._remat import check_remat, nested_scan
@@ -218,6 +218,9 @@ def unroll(
             )
     if not time_major:
         xs = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), xs)
+    # inside shard_map, a carry the same on every device meets per-device inputs
+    # (params stay as they are: the user's step owns them)
+    carry = match_varying(carry, (params, xs, carry, seq_lengths, mask))
     lead = shape_of(jax.tree.leaves(xs)[0])
     num_steps = lead[0]
     batch_shape = lead[1:-1]  # every axis between time and features

@@ -36,6 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import match_varying
+from ._context import current_batch_axes
 from ._unroll import sequence_mask
 
 __all__ = ["accuracy", "mae", "mse", "softmax_cross_entropy", "valid_mask"]
@@ -128,7 +130,13 @@ def _reduce(l: jax.Array, v: jax.Array, reduction: str) -> jax.Array:
     if reduction == "none":
         return l
     if reduction == "mean":
-        return l.sum() / jnp.maximum(v.sum(), 1).astype(l.dtype)
+        count = v.sum()
+        axes = current_batch_axes()
+        if axes:  # a data-parallel step: this device's share of the whole batch's mean
+            count = jax.lax.psum(match_varying(count, (l, count)), axes)
+            share = jax.lax.psum(1, axes)  # the mean over devices (pmean) undoes it
+            return l.sum() * share / jnp.maximum(count, 1).astype(l.dtype)
+        return l.sum() / jnp.maximum(count, 1).astype(l.dtype)
     return l.sum() / max(l.shape[0], 1)  # "sum": over time, then mean over the batch
 
 

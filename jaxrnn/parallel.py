@@ -31,7 +31,54 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["batch_sharding", "data_mesh", "data_parallel_step", "replicate", "shard_batch"]
+from ._context import batch_axes, batch_partitioned
+
+__all__ = [
+    "batch_axes",
+    "batch_sharding",
+    "data_mesh",
+    "data_parallel_step",
+    "replicate",
+    "set_cpu_devices",
+    "shard_batch",
+    "split_pays",
+]
+
+
+def set_cpu_devices(n: int) -> None:
+    """Give this process ``n`` CPU devices, so that one host's cores run in parallel.
+
+    On a CPU, one jitted program runs its recurrent loop on about one core; ``n``
+    host devices run ``n`` programs (the shards of a data-parallel step, the
+    chunks of a sweep) at once. This must run before JAX computes anything (JAX
+    fixes its devices then); the environment variable ``JAX_NUM_CPU_DEVICES=n``
+    does the same from outside Python. It calls
+    ``jax.config.update("jax_num_cpu_devices", n)``.
+
+    Raises:
+        RuntimeError: JAX has already started (its devices are fixed), with how to
+            set the count instead.
+        ValueError: ``n`` is not a positive integer.
+
+    Example:
+        >>> set_cpu_devices(len(jax.devices()))    # a no-op: the count is already so
+    """
+    where = "set_cpu_devices"
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"{where}: n={n!r}; it must be a positive integer (devices).")
+    try:
+        jax.config.update("jax_num_cpu_devices", int(n))
+    except RuntimeError as e:
+        have = jax.devices()
+        if len(have) == n and have[0].platform == "cpu":
+            return  # already so
+        raise RuntimeError(
+            f"{where}: JAX has already started with {len(have)} {have[0].platform} device(s), "
+            f"so it cannot get {n} now: the device count is fixed when JAX first computes "
+            "something. Call jaxrnn.parallel.set_cpu_devices(n) right after the imports, "
+            f"before any jax or jaxrnn computation, or start Python with JAX_NUM_CPU_DEVICES={n} "
+            f"set (e.g. `JAX_NUM_CPU_DEVICES={n} python train.py`)."
+        ) from e
 
 
 def data_mesh(devices: int | Sequence[jax.Device] | None = None, *, axis: str = "batch") -> Mesh:
@@ -61,9 +108,10 @@ def data_mesh(devices: int | Sequence[jax.Device] | None = None, *, axis: str = 
         if not 1 <= devices <= len(available):
             raise ValueError(
                 f"data_mesh: devices={devices} but {len(available)} device(s) are available "
-                f"({available[0].platform}). On CPU, set "
-                f"XLA_FLAGS=--xla_force_host_platform_device_count={max(int(devices), 1)} before "
-                "importing JAX to get more."
+                f"({available[0].platform}). On CPU, start Python with "
+                f"JAX_NUM_CPU_DEVICES={max(int(devices), 1)} or call "
+                f"jaxrnn.parallel.set_cpu_devices({max(int(devices), 1)}) before JAX computes "
+                "anything."
             )
         devs = list(available[: int(devices)])
     else:
@@ -178,12 +226,70 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
+# --- when splitting the batch pays ------------------------------------------------------
+#
+# Splitting a batch over devices runs one loop per device, concurrently, each over
+# fewer rows; every step still pays the loop's fixed per-step cost, and the devices
+# meet once per training step for the gradient all-reduce. With too few rows per
+# device the step is loop-bound and splitting is slower than one device (at the sine
+# example's size, (B, T, I, H) = (10, 10, 1, 100), an LSTM training step split over 2
+# host devices took 1.3-1.4x the time of one device). Measured with
+# `python benchmarks/scaling.py` on a 2-core CPU (2 host devices, LSTM training step):
+# see MIN_ROWS_PER_DEVICE below and benchmarks/RESULTS.md.
+MIN_ROWS_PER_DEVICE = 16
+SPLITS = ("auto", True, False)
+
+
+def split_pays(rows: int, devices: int) -> bool:
+    """The measured rule: split a batch of ``rows`` over ``devices`` only if each gets
+    at least ``MIN_ROWS_PER_DEVICE`` rows.
+
+    Example:
+        >>> split_pays(32, 2), split_pays(10, 2), split_pays(128, 1)
+        (True, False, False)
+    """
+    return devices > 1 and rows // devices >= MIN_ROWS_PER_DEVICE
+
+
+def _check_split(split: Any, where: str) -> None:
+    if not any(split is s or (isinstance(split, str) and split == s) for s in SPLITS):
+        raise ValueError(
+            f"{where}: split={split!r}; use 'auto' (split the batch when the measured rule "
+            "says it pays, see jaxrnn.parallel.split_pays), True (always split) or False "
+            "(every device runs the whole batch: one device's speed, no communication)."
+        )
+
+
+def batch_rows(batch: Any, where: str) -> int:
+    """The common leading size of every leaf of ``batch`` (its number of rows)."""
+    sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree.leaves(batch)}
+    if not sizes or None in sizes:
+        _check_batch(batch, 1, where)  # names the scalar leaf
+        raise ValueError(f"{where}: the batch holds no arrays.")
+    if len(sizes) != 1:
+        shapes = [tuple(np.shape(leaf)) for leaf in jax.tree.leaves(batch)]
+        raise ValueError(
+            f"{where}: the batch's arrays have different leading sizes, shapes {shapes}; every "
+            "leaf is split along its leading (batch) axis, so they must agree."
+        )
+    return sizes.pop()
+
+
+def decide_split(split: Any, rows: int, devices: int) -> bool:
+    """Whether to split a batch of ``rows`` over ``devices`` (``split`` as in
+    ``data_parallel_step``)."""
+    if split == "auto":
+        return split_pays(rows, devices)
+    return bool(split) and devices > 1
+
+
 def data_parallel_step(
     step_fn: Callable[[Any, Any], tuple[Any, Any]],
     mesh: Mesh,
     *,
     axis: str | None = None,
     donate_state: bool = False,
+    split: bool | str = "auto",
 ) -> Callable[[Any, Any], tuple[Any, Any]]:
     """Jit a training step for data parallelism: state replicated, batch sharded.
 
@@ -194,7 +300,16 @@ def data_parallel_step(
     ``jax.jit(step_fn, in_shardings=(replicated, sharded),
     out_shardings=(replicated, replicated))``: XLA partitions the computation
     and all-reduces the gradients. The values equal ``jax.jit(step_fn)`` on one
-    device up to float32 summation order (tested to 1e-5).
+    device up to float32 summation order (tested to 1e-5). Inside it, the fused
+    LSTM takes its hand-written backward pass, whose weight gradients the
+    partitioner all-reduces once per step rather than at every time step.
+
+    Splitting pays only with enough rows per device (``split_pays``): with
+    ``split="auto"`` a smaller batch runs whole on every device instead (no
+    communication; one device's speed), so the step is never slower than one
+    device at the shapes measured in ``benchmarks/scaling.py``. For a loss
+    function, ``jaxrnn.train.make_train_step(loss_fn, optimizer, mesh=mesh)``
+    (explicit per-device gradients and one ``lax.pmean``) is faster still.
 
     Args:
         step_fn: the pure step; collectives over named axes (``lax.pmean``) are
@@ -203,15 +318,18 @@ def data_parallel_step(
         axis: the mesh axis to split the batch over; None for all axes.
         donate_state: donate the input state's buffers to the output (saves
             memory; the state passed in must not be used afterwards).
+        split: ``"auto"`` (the measured rule), True (always split the batch) or
+            False (every device runs the whole batch).
 
     Returns:
         ``step(state, batch) -> (state, metrics)``, both outputs replicated. Its
-        attribute ``jitted`` is the underlying ``jax.jit`` function (for
-        ``.lower(...)`` and cost analysis).
+        attribute ``jitted`` is the underlying ``jax.jit`` function of the split
+        step (for ``.lower(...)`` and cost analysis), ``whole`` the one that runs
+        the whole batch on every device.
 
     Raises:
-        ValueError: (when called) a batch size not divisible by the number of
-            devices.
+        ValueError: (when called) a batch that is split but whose size is not
+            divisible by the number of devices.
 
     Example:
         >>> import jax, jax.numpy as jnp, optax
@@ -233,22 +351,39 @@ def data_parallel_step(
         >>> losses
         [1.0, 0.16, 0.0256]
     """
-    axes = _axes(mesh, axis, "data_parallel_step")
+    where = "data_parallel_step"
+    axes = _axes(mesh, axis, where)
+    _check_split(split, where)
     n = _devices_on(mesh, axes)
     replicated = NamedSharding(mesh, PartitionSpec())
     sharded = NamedSharding(mesh, PartitionSpec(axes))
+    donate = (0,) if donate_state else ()
+
+    def partitioned_step(state, batch):
+        with batch_partitioned():  # traced for XLA's batch partitioning
+            return step_fn(state, batch)
+
     jitted = jax.jit(
-        step_fn,
+        partitioned_step,
         in_shardings=(replicated, sharded),
         out_shardings=(replicated, replicated),
-        donate_argnums=(0,) if donate_state else (),
+        donate_argnums=donate,
+    )
+    whole = jax.jit(
+        step_fn,
+        in_shardings=(replicated, replicated),
+        out_shardings=(replicated, replicated),
+        donate_argnums=donate,
     )
 
     @functools.wraps(step_fn)
     def step(state, batch):
-        _check_batch(batch, n, "data_parallel_step")
-        # device_put is a no-op for leaves already placed so (every step after the first).
-        return jitted(jax.device_put(state, replicated), jax.device_put(batch, sharded))
+        if decide_split(split, batch_rows(batch, where), n):
+            _check_batch(batch, n, where)
+            # device_put is a no-op for leaves already placed so (every step after the first).
+            return jitted(jax.device_put(state, replicated), jax.device_put(batch, sharded))
+        return whole(jax.device_put(state, replicated), jax.device_put(batch, replicated))
 
     step.jitted = jitted  # type: ignore[attr-defined]
+    step.whole = whole  # type: ignore[attr-defined]
     return step

@@ -30,6 +30,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from . import parallel
+from ._context import batch_axes
 
 __all__ = [
     "EarlyStopping",
@@ -240,6 +244,8 @@ def make_train_step(
     metrics: Mapping[str, MetricFn] | None = None,
     clipnorm: float | None = None,
     jit: bool = True,
+    mesh: Mesh | None = None,
+    split: bool | str = "auto",
 ) -> Callable[[TrainState, Any, Any], tuple[TrainState, dict[str, jax.Array]]]:
     """A pure training step ``step(state, batch, key) -> (state, metrics)``.
 
@@ -256,12 +262,30 @@ def make_train_step(
     optimizer, so the state (and ``opt_state``) is the optimizer's own whether or
     not you clip. Metrics see the parameters the loss saw (before the update).
 
+    With a ``mesh`` the step is data parallel (``jax.shard_map``): the state is
+    replicated, the batch split along its leading axis over the mesh's devices,
+    each device takes the gradient of the loss on its rows, and one
+    ``lax.pmean`` averages loss, gradients and metrics before the same update
+    runs on every device. A mean loss over equal shards is the mean over the
+    batch, so without dropout the result equals the one-device step up to
+    float32 rounding. With dropout, device ``d`` draws its masks from
+    ``fold_in(key, d)``: the same rate, other masks than one device draws. The
+    batch is split only when it pays (``jaxrnn.parallel.split_pays``: at least
+    ``MIN_ROWS_PER_DEVICE`` rows per device) unless ``split=True``; a batch that
+    is split must divide by the number of devices (the error says so); an
+    unsplit batch runs whole on every device (no communication, one device's
+    speed).
+
     Args:
         loss_fn: ``loss_fn(params, x, y, key) -> scalar``.
         optimizer: an optax optimizer or a Keras name (see ``get_optimizer``).
         metrics: ``{name: fn(params, x, y) -> scalar}``.
         clipnorm: clip gradients to this global norm (Keras' ``clipnorm``).
-        jit: compile the step with ``jax.jit`` (default).
+        jit: compile the step with ``jax.jit`` (default; always with a mesh).
+        mesh: a ``jax.sharding.Mesh`` (e.g. ``jaxrnn.parallel.data_mesh()``) for
+            data parallelism over its devices; None for one device.
+        split: with a mesh: ``"auto"`` (the measured rule), True (always split)
+            or False (never).
 
     Returns:
         The step function; ``TrainState.create(params, optimizer)`` makes its first state.
@@ -294,7 +318,71 @@ def make_train_step(
         new_state, out["grad_norm"] = apply_gradients(tx, state, grads, clipnorm)
         return new_state, out
 
+    if mesh is not None:
+        return _data_parallel(step, loss_fn, tx, metrics, clipnorm, mesh, split, where)
     return jax.jit(step) if jit else step
+
+
+def _data_parallel(whole_step, loss_fn, tx, metrics, clipnorm, mesh, split, where):
+    """``make_train_step``'s step over a mesh: explicit per-device gradients, one pmean."""
+    axes = parallel._axes(mesh, None, where)
+    parallel._check_split(split, where)
+    n = parallel._devices_on(mesh, axes)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    sharded = NamedSharding(mesh, PartitionSpec(axes))
+
+    def local_step(state: TrainState, batch: Any, key: Any):
+        x, y = batch  # this device's rows
+        if key is not None:  # each device its own dropout masks
+            key = jax.random.fold_in(key, jax.lax.axis_index(axes))
+        # per-device parameters: their gradient is this device's alone (no implicit sum)
+        params = jax.lax.pcast(state.params, axes, to="varying")
+
+        def loss(p):
+            return _scalar(loss_fn(p, x, y, key), "loss_fn", "train step")
+
+        with batch_axes(axes):  # jaxrnn.losses: each device's share of the batch mean
+            value, grads = jax.value_and_grad(loss)(params)
+            out = {"loss": value}
+            for name, fn in metrics.items():
+                out[name] = _scalar(fn(params, x, y), f"metric {name!r}", "train step")
+        grads, out = jax.lax.pmean((grads, out), axes)  # mean over equal shards = batch mean
+        new_state, out["grad_norm"] = apply_gradients(tx, state, grads, clipnorm)
+        return new_state, out
+
+    split_step = jax.jit(
+        jax.shard_map(
+            local_step,
+            mesh=mesh,
+            in_specs=(PartitionSpec(), PartitionSpec(axes), PartitionSpec()),
+            out_specs=(PartitionSpec(), PartitionSpec()),
+        )
+    )
+    whole = jax.jit(
+        whole_step,
+        in_shardings=(replicated, replicated, replicated),
+        out_shardings=(replicated, replicated),
+    )
+
+    def unsplit(state: TrainState, batch: Any, key: Any):
+        batch = jax.device_put(batch, replicated)
+        return whole(jax.device_put(state, replicated), batch, _put(key, replicated))
+
+    def step(state: TrainState, batch: Any, key: Any):
+        if parallel.decide_split(split, parallel.batch_rows(batch, where), n):
+            parallel._check_batch(batch, n, where)
+            batch = jax.device_put(batch, sharded)
+            return split_step(jax.device_put(state, replicated), batch, _put(key, replicated))
+        return unsplit(state, batch, key)
+
+    step.split_step = split_step  # type: ignore[attr-defined]
+    step.unsplit = unsplit  # type: ignore[attr-defined]  (the whole batch on every device)
+    step.devices = n  # type: ignore[attr-defined]
+    return step
+
+
+def _put(key: Any, sharding: NamedSharding) -> Any:
+    return None if key is None else jax.device_put(key, sharding)
 
 
 def make_eval_step(
@@ -369,20 +457,25 @@ def _cached(key: Hashable, keep: tuple, build: Callable[[], Callable]) -> Callab
     return fn
 
 
-def _train_step_for(loss_fn, optimizer, metrics, clipnorm):
-    """``make_train_step(loss_fn, optimizer, metrics=..., clipnorm=...)``, reused when it exists."""
+def _train_step_for(loss_fn, optimizer, metrics, clipnorm, mesh=None, split="auto"):
+    """``make_train_step(loss_fn, optimizer, metrics=..., clipnorm=..., mesh=..., split=...)``,
+    reused when it exists."""
     key = (
         "train",
         _identity(loss_fn),
         _optimizer_key(optimizer),
         tuple((name, _identity(fn)) for name, fn in metrics.items()),
         clipnorm,
+        None if mesh is None else _identity(mesh),
+        split,
     )
-    keep = (loss_fn, optimizer, tuple(metrics.values()))
+    keep = (loss_fn, optimizer, tuple(metrics.values()), mesh)
     return _cached(
         key,
         keep,
-        lambda: make_train_step(loss_fn, optimizer, metrics=metrics, clipnorm=clipnorm),
+        lambda: make_train_step(
+            loss_fn, optimizer, metrics=metrics, clipnorm=clipnorm, mesh=mesh, split=split
+        ),
     )
 
 
@@ -761,6 +854,8 @@ def fit(
     shuffle: bool = True,
     drop_remainder: bool = False,
     verbose: int = 1,
+    mesh: Mesh | None = None,
+    split: bool | str = "auto",
 ) -> tuple[Any, History]:
     """Train ``params`` on ``(x, y)`` with an optax optimizer, as Keras' ``model.fit``.
 
@@ -828,6 +923,14 @@ def fit(
         drop_remainder: drop the last partial batch.
         verbose: 0 silent; 1 a tqdm progress bar per epoch with loss and metrics
             (one line per epoch if tqdm is not installed); 2 one line per epoch.
+        mesh: a ``jax.sharding.Mesh`` (e.g. ``jaxrnn.parallel.data_mesh()``): train
+            data parallel over its devices with ``make_train_step(..., mesh=mesh)``
+            (each batch split over the devices when ``split`` says it pays; the
+            same values as one device without dropout). A last partial batch that
+            does not divide by the number of devices runs whole on every device
+            (nothing is dropped or padded, so the epoch equals one device's).
+            Evaluation runs whole. None: one device.
+        split: with a mesh: ``"auto"`` (``jaxrnn.parallel.split_pays``), True or False.
 
     Returns:
         ``(params, history)``; ``(TrainState, history)`` when ``params`` was a ``TrainState``.
@@ -949,7 +1052,8 @@ def fit(
     else:
         state, return_state = TrainState.create(params, tx), False
 
-    train_step = _train_step_for(loss_fn, optimizer, metrics, clipnorm)
+    train_step = _train_step_for(loss_fn, optimizer, metrics, clipnorm, mesh, split)
+    devices = getattr(train_step, "devices", 1)
     eval_step = _eval_step_for(loss_fn, metrics) if val is not None else None
     history = History()
     tqdm = _tqdm() if verbose == 1 else None
@@ -974,7 +1078,8 @@ def fit(
         for i, sl in enumerate(batches):
             idx = order[sl]
             batch = (_take(x, idx), _take(y, idx))
-            state, out = train_step(state, batch, jax.random.fold_in(k_steps, i))
+            run = train_step if len(idx) % devices == 0 else train_step.unsplit  # uneven: whole
+            state, out = run(state, batch, jax.random.fold_in(k_steps, i))
             seen += len(idx)
             for k in names:
                 sums[k] = sums.get(k, 0.0) + out[k] * len(idx)

@@ -6,6 +6,7 @@ there; the rest runs in-process on the default single device.
 """
 
 import os
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -65,7 +66,7 @@ FOUR_DEVICES = textwrap.dedent(
     # Four devices: state replicated, batch split 2 rows per device.
     mesh = data_mesh()
     assert mesh.size == 4
-    dp = data_parallel_step(step_fn, mesh)
+    dp = data_parallel_step(step_fn, mesh, split=True)  # 2 rows per device: forced
     state, losses_4 = state0, []
     for _ in range(STEPS):
         state, m = dp(state, (x, y))
@@ -193,7 +194,7 @@ def test_errors():
     n = jax.device_count()
     with pytest.raises(ValueError, match=f"devices={n + 4} but {n} device"):
         data_mesh(n + 4)
-    with pytest.raises(ValueError, match="xla_force_host_platform_device_count"):
+    with pytest.raises(ValueError, match=f"JAX_NUM_CPU_DEVICES={n + 4}.*set_cpu_devices"):
         data_mesh(n + 4)
     with pytest.raises(ValueError, match="devices is empty"):
         data_mesh([])
@@ -206,3 +207,29 @@ def test_errors():
         shard_batch(jnp.ones((4, 2)), mesh, axis="model")
     with pytest.raises(TypeError, match="mesh must be a jax.sharding.Mesh"):
         replicate(jnp.ones(2), "cpu")
+
+
+def _run_devices(script: str, devices: int, timeout: int = 600) -> None:
+    env = dict(os.environ, JAX_NUM_CPU_DEVICES=str(devices), JAX_PLATFORMS="cpu")
+    res = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert res.returncode == 0 and res.stdout.strip().endswith("OK"), res.stdout + res.stderr
+
+
+def test_two_devices_train_step_fit_dropout_and_shard_map():
+    script = (pathlib.Path(__file__).parent / "multidevice_two.py").read_text()
+    _run_devices(script, 2)
+
+
+def test_set_cpu_devices():
+    from jaxrnn.parallel import set_cpu_devices
+
+    set_cpu_devices(jax.device_count())  # already so: fine
+    with pytest.raises(RuntimeError, match=r"already started with 1 cpu.*JAX_NUM_CPU_DEVICES=3"):
+        set_cpu_devices(3)
+    with pytest.raises(ValueError, match="positive integer"):
+        set_cpu_devices(0)
+    script = "from jaxrnn.parallel import set_cpu_devices\nimport jax\nset_cpu_devices(3)\n"
+    script += "assert jax.device_count() == 3\nprint('OK')"
+    _run_devices(script, 1, timeout=120)
