@@ -256,7 +256,7 @@ def _check_split(split: Any, where: str) -> None:
         raise ValueError(
             f"{where}: split={split!r}; use 'auto' (split the batch when the measured rule "
             "says it pays, see jaxrnn.parallel.split_pays), True (always split) or False "
-            "(every device runs the whole batch: one device's speed, no communication)."
+            "(never split: one device runs the whole batch)."
         )
 
 
@@ -273,6 +273,27 @@ def batch_rows(batch: Any, where: str) -> int:
             "leaf is split along its leading (batch) axis, so they must agree."
         )
     return sizes.pop()
+
+
+def whole_sharding(mesh: Mesh) -> jax.sharding.Sharding:
+    """Where an unsplit batch runs: the mesh's first device (one process), or every
+    device of the mesh, each with the whole batch (several processes, which all hold
+    the same state; no communication either way)."""
+    if jax.process_count() == 1:
+        return jax.sharding.SingleDeviceSharding(mesh.devices.flat[0])
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def place(tree: Any, sharding: jax.sharding.Sharding) -> Any:
+    """``jax.device_put(tree, sharding)``, skipped when the tree's first array already
+    has that sharding (a state carried from step to step): for small steps the
+    placement of every leaf costs more than the step."""
+    leaves = jax.tree.leaves(tree)
+    first = leaves[0] if leaves else None
+    if isinstance(first, jax.Array) and first.sharding == sharding:
+        if all(isinstance(a, jax.Array) and a.sharding == sharding for a in leaves):
+            return tree
+    return jax.device_put(tree, sharding)
 
 
 def decide_split(split: Any, rows: int, devices: int) -> bool:
@@ -305,9 +326,11 @@ def data_parallel_step(
     partitioner all-reduces once per step rather than at every time step.
 
     Splitting pays only with enough rows per device (``split_pays``): with
-    ``split="auto"`` a smaller batch runs whole on every device instead (no
-    communication; one device's speed), so the step is never slower than one
-    device at the shapes measured in ``benchmarks/scaling.py``. For a loss
+    ``split="auto"`` a smaller batch runs whole on the mesh's first device
+    instead (in a multi-process run: on every device, each with the whole batch),
+    so the step is never slower than one device at the shapes measured in
+    ``benchmarks/scaling.py``. The state then comes back on that device; the next
+    split step replicates it again. For a loss
     function, ``jaxrnn.train.make_train_step(loss_fn, optimizer, mesh=mesh)``
     (explicit per-device gradients and one ``lax.pmean``) is faster still.
 
@@ -319,13 +342,13 @@ def data_parallel_step(
         donate_state: donate the input state's buffers to the output (saves
             memory; the state passed in must not be used afterwards).
         split: ``"auto"`` (the measured rule), True (always split the batch) or
-            False (every device runs the whole batch).
+            False (never split: one device runs the whole batch).
 
     Returns:
         ``step(state, batch) -> (state, metrics)``, both outputs replicated. Its
         attribute ``jitted`` is the underlying ``jax.jit`` function of the split
         step (for ``.lower(...)`` and cost analysis), ``whole`` the one that runs
-        the whole batch on every device.
+        the whole batch on one device.
 
     Raises:
         ValueError: (when called) a batch that is split but whose size is not
@@ -369,20 +392,15 @@ def data_parallel_step(
         out_shardings=(replicated, replicated),
         donate_argnums=donate,
     )
-    whole = jax.jit(
-        step_fn,
-        in_shardings=(replicated, replicated),
-        out_shardings=(replicated, replicated),
-        donate_argnums=donate,
-    )
+    one = whole_sharding(mesh)
+    whole = jax.jit(step_fn, donate_argnums=donate)
 
     @functools.wraps(step_fn)
     def step(state, batch):
         if decide_split(split, batch_rows(batch, where), n):
             _check_batch(batch, n, where)
-            # device_put is a no-op for leaves already placed so (every step after the first).
-            return jitted(jax.device_put(state, replicated), jax.device_put(batch, sharded))
-        return whole(jax.device_put(state, replicated), jax.device_put(batch, replicated))
+            return jitted(place(state, replicated), jax.device_put(batch, sharded))
+        return whole(place(state, one), place(batch, one))
 
     step.jitted = jitted  # type: ignore[attr-defined]
     step.whole = whole  # type: ignore[attr-defined]

@@ -273,8 +273,8 @@ def make_train_step(
     batch is split only when it pays (``jaxrnn.parallel.split_pays``: at least
     ``MIN_ROWS_PER_DEVICE`` rows per device) unless ``split=True``; a batch that
     is split must divide by the number of devices (the error says so); an
-    unsplit batch runs whole on every device (no communication, one device's
-    speed).
+    unsplit batch runs whole on the mesh's first device (in a multi-process run,
+    on every device, each with the whole batch).
 
     Args:
         loss_fn: ``loss_fn(params, x, y, key) -> scalar``.
@@ -358,31 +358,27 @@ def _data_parallel(whole_step, loss_fn, tx, metrics, clipnorm, mesh, split, wher
             out_specs=(PartitionSpec(), PartitionSpec()),
         )
     )
-    whole = jax.jit(
-        whole_step,
-        in_shardings=(replicated, replicated, replicated),
-        out_shardings=(replicated, replicated),
-    )
+    one = parallel.whole_sharding(mesh)
+    whole = jax.jit(whole_step)
 
     def unsplit(state: TrainState, batch: Any, key: Any):
-        batch = jax.device_put(batch, replicated)
-        return whole(jax.device_put(state, replicated), batch, _put(key, replicated))
+        return whole(parallel.place(state, one), parallel.place(batch, one), _put(key, one))
 
     def step(state: TrainState, batch: Any, key: Any):
         if parallel.decide_split(split, parallel.batch_rows(batch, where), n):
             parallel._check_batch(batch, n, where)
             batch = jax.device_put(batch, sharded)
-            return split_step(jax.device_put(state, replicated), batch, _put(key, replicated))
+            return split_step(parallel.place(state, replicated), batch, _put(key, replicated))
         return unsplit(state, batch, key)
 
     step.split_step = split_step  # type: ignore[attr-defined]
-    step.unsplit = unsplit  # type: ignore[attr-defined]  (the whole batch on every device)
+    step.unsplit = unsplit  # type: ignore[attr-defined]  (the whole batch on one device)
     step.devices = n  # type: ignore[attr-defined]
     return step
 
 
-def _put(key: Any, sharding: NamedSharding) -> Any:
-    return None if key is None else jax.device_put(key, sharding)
+def _put(key: Any, sharding: Any) -> Any:
+    return None if key is None else parallel.place(key, sharding)
 
 
 def make_eval_step(
@@ -927,7 +923,7 @@ def fit(
             data parallel over its devices with ``make_train_step(..., mesh=mesh)``
             (each batch split over the devices when ``split`` says it pays; the
             same values as one device without dropout). A last partial batch that
-            does not divide by the number of devices runs whole on every device
+            does not divide by the number of devices runs whole on one device
             (nothing is dropped or padded, so the epoch equals one device's).
             Evaluation runs whole. None: one device.
         split: with a mesh: ``"auto"`` (``jaxrnn.parallel.split_pays``), True or False.
