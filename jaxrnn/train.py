@@ -831,6 +831,16 @@ def _tqdm():
     return tqdm
 
 
+def _add_logs(sums: dict[str, float], pending: list[tuple[dict, int]], names: list[str]) -> None:
+    """Add the example-weighted step metrics in ``pending`` to ``sums`` (host floats), and
+    empty it. (Steps over a mesh and unsplit steps leave their metrics on different
+    devices, so they are summed on the host.)"""
+    for out, weight in pending:
+        for k in names:
+            sums[k] += float(out[k]) * weight
+    pending.clear()
+
+
 def fit(
     loss_fn: LossFn,
     params: Any,
@@ -1068,7 +1078,8 @@ def fit(
             if tqdm is not None
             else None
         )
-        sums: dict[str, Any] = {}
+        sums = dict.fromkeys(names, 0.0)
+        pending: list[tuple[dict, int]] = []  # read back only when shown (no sync per step)
         seen = 0
         every = max(1, len(batches) // 10)
         for i, sl in enumerate(batches):
@@ -1077,13 +1088,14 @@ def fit(
             run = train_step if len(idx) % devices == 0 else train_step.unsplit  # uneven: whole
             state, out = run(state, batch, jax.random.fold_in(k_steps, i))
             seen += len(idx)
-            for k in names:
-                sums[k] = sums.get(k, 0.0) + out[k] * len(idx)
+            pending.append((out, len(idx)))
             if bar is not None:
                 bar.update(1)
                 if (i + 1) % every == 0 or i + 1 == len(batches):
-                    bar.set_postfix({k: f"{float(v) / seen:.4g}" for k, v in sums.items()})
-        logs = {k: float(v) / seen for k, v in sums.items()}
+                    _add_logs(sums, pending, names)
+                    bar.set_postfix({k: f"{v / seen:.4g}" for k, v in sums.items()})
+        _add_logs(sums, pending, names)
+        logs = {k: v / seen for k, v in sums.items()}
         if val is not None:
             vx, vy, vn = val
             v_logs = _run_eval(
