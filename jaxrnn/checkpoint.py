@@ -43,6 +43,8 @@ import jax.numpy as jnp
 import msgpack
 import numpy as np
 
+from . import parallel
+
 __all__ = ["FORMAT", "VERSION", "read_header", "restore", "save"]
 
 FORMAT = "jaxrnn-checkpoint"
@@ -152,7 +154,7 @@ def _check_directory(path: str, directory: str) -> None:
     raise e
 
 
-def save(path: str | os.PathLike, tree: Any) -> None:
+def save(path: str | os.PathLike, tree: Any, *, timeout: float | None = None) -> None:
     """Write a pytree of arrays to ``path``, atomically.
 
     The tree may hold any mix of JAX and NumPy arrays, Python and NumPy scalars
@@ -162,11 +164,26 @@ def save(path: str | os.PathLike, tree: Any) -> None:
     ``fsync``-ed and renamed over ``path``; if anything fails the temporary file
     is removed and an existing ``path`` is untouched.
 
+    In a multi-process run (``jaxrnn.parallel.initialize``) every process calls
+    ``save`` with the same path and tree: process 0 writes the file, and ``save``
+    returns on every process only once the file is complete (a barrier through
+    JAX's coordination service), so a ``restore`` right after never reads early.
+    If process 0 cannot write, every process raises (process 0 its own error, the
+    others ``RuntimeError`` quoting it). Leaves replicated over the processes (a
+    training state) are read from the local copy; leaves sharded over processes
+    (a global batch, a sweep's per-device outputs) are gathered first
+    (``process_allgather``, a collective), so the file always holds whole arrays.
+    The path is process 0's; to ``restore`` on every process, it must be on a
+    filesystem that every process reads (or copied to each host).
+
     Args:
         path: the checkpoint file; its directory must exist (``save`` does not
             create directories, as ``np.save`` and ``torch.save`` do not; call
             ``os.makedirs(directory, exist_ok=True)`` first).
         tree: the pytree to save.
+        timeout: multi-process only: seconds to wait for the other processes
+            (process 0's write included); None for
+            ``jaxrnn.parallel.SYNC_TIMEOUT`` (300 s).
 
     Raises:
         TypeError: a leaf that is not a numeric array or scalar (a string, an
@@ -174,6 +191,10 @@ def save(path: str | os.PathLike, tree: Any) -> None:
         FileNotFoundError: the directory of ``path`` does not exist (the message
             names it and the nearest existing parent).
         OSError: the file cannot be written (the old file, if any, is kept).
+        RuntimeError: (multi-process, processes other than 0) process 0 could not
+            write the file.
+        TimeoutError: (multi-process) a process did not call ``save`` within
+            ``timeout``, e.g. ``save`` called on process 0 only.
 
     Example:
         >>> import os, tempfile, jax, jax.numpy as jnp, optax, jaxrnn
@@ -186,6 +207,9 @@ def save(path: str | os.PathLike, tree: Any) -> None:
         (10, True)
     """
     path = os.fspath(path)
+    several = jax.process_count() > 1
+    if several:
+        tree = _whole_arrays(tree)
     entries, arrays = _encode(tree)
     header = msgpack.packb(
         {
@@ -197,6 +221,47 @@ def save(path: str | os.PathLike, tree: Any) -> None:
         },
         use_bin_type=True,
     )
+    if not several:
+        _write(path, header, arrays)
+        return
+    status, error = "ok", None
+    if jax.process_index() == 0:
+        try:
+            _write(path, header, arrays)
+        except Exception as e:
+            status, error = f"{type(e).__name__}: {e}", e
+    # every process waits here for process 0's outcome (and for each other)
+    statuses = parallel._exchange(
+        "checkpoint.save", status, where="checkpoint.save", timeout=timeout
+    )
+    if error is not None:
+        raise error
+    if statuses[0] != "ok":
+        raise RuntimeError(
+            f"checkpoint.save: process 0 could not write {path!r}, so no process continues: "
+            f"{statuses[0]}"
+        )
+
+
+def _whole_arrays(tree: Any) -> Any:
+    """Leaves sharded over several processes, gathered to host arrays (a collective)."""
+    from jax.experimental import multihost_utils
+
+    def whole(leaf: Any) -> Any:
+        if not isinstance(leaf, jax.Array) or leaf.is_fully_addressable:
+            return leaf
+        if leaf.is_fully_replicated:
+            return leaf.addressable_data(0)
+        if _is_key(leaf):
+            data = multihost_utils.process_allgather(jax.random.key_data(leaf), tiled=True)
+            return jax.random.wrap_key_data(jnp.asarray(data), impl=jax.random.key_impl(leaf))
+        return multihost_utils.process_allgather(leaf, tiled=True)
+
+    return jax.tree.map(whole, tree)
+
+
+def _write(path: str, header: bytes, arrays: list[np.ndarray]) -> None:
+    """Write the file atomically: a temporary file in the same directory, fsync, rename."""
     directory = os.path.dirname(os.path.abspath(path))
     _check_directory(path, directory)
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
@@ -284,8 +349,8 @@ def _look_around(path: str) -> str:
     return f"{directory!r} holds {len(near)} file(s) ending in {ext}: {near[:_MAX_LISTED]}{more}"
 
 
-def _read(path: str | os.PathLike, where: str) -> tuple[dict, list[np.ndarray]]:
-    """Read and fully validate a checkpoint file: its header and host arrays."""
+def _read(path: str | os.PathLike, where: str) -> tuple[dict, list[np.ndarray], bytes]:
+    """Read and fully validate a checkpoint file: its header, host arrays and sha256."""
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
@@ -367,7 +432,7 @@ def _read(path: str | os.PathLike, where: str) -> tuple[dict, list[np.ndarray]]:
         offset += nbytes
     if offset != size - _DIGEST:
         raise ValueError(f"{at} is corrupted: the leaves do not fill the payload.")
-    return header, arrays
+    return header, arrays, blob[size - _DIGEST :]
 
 
 def read_header(path: str | os.PathLike) -> dict:
@@ -390,7 +455,7 @@ def read_header(path: str | os.PathLike) -> dict:
         >>> [(leaf["path"], leaf["shape"]) for leaf in read_header(path)["leaves"]]
         [('.kernel', (3, 4)), ('.recurrent_kernel', (4, 4)), ('.bias', (4,))]
     """
-    header, _ = _read(path, "checkpoint.read_header")
+    header, _, _ = _read(path, "checkpoint.read_header")
     return {
         "format": header["format"],
         "version": header["version"],
@@ -421,12 +486,25 @@ def _compatible(stored_dtype: str, target_dtype: str) -> bool:
     return stored_dtype == target_dtype
 
 
+def _spans_processes(leaf: Any) -> bool:
+    sharding = getattr(leaf, "sharding", None)
+    return sharding is not None and parallel._spans_processes(sharding)
+
+
+def _put(value: Any, sharding: Any) -> Any:
+    """``jax.device_put``; across processes, each process's own devices only (every
+    process read the same file, compared by ``restore``, so nothing is communicated)."""
+    if parallel._spans_processes(sharding):
+        return parallel.put_global(value, sharding)
+    return jax.device_put(value, sharding)
+
+
 def _rebuild(leaf: Any, entry: dict, data: np.ndarray) -> Any:
     """One restored leaf, with the type (and device placement) of the target's leaf."""
     if "key_impl" in entry:
         key = jax.random.wrap_key_data(jnp.asarray(data), impl=entry["key_impl"])
         sharding = getattr(leaf, "sharding", None)
-        return key if sharding is None else jax.device_put(key, sharding)
+        return key if sharding is None else _put(key, sharding)
     if isinstance(leaf, (bool, int, float, complex)):
         return type(leaf)(data.item())
     if isinstance(leaf, np.ndarray):
@@ -434,10 +512,40 @@ def _rebuild(leaf: Any, entry: dict, data: np.ndarray) -> Any:
     if isinstance(leaf, np.generic):
         return data[()]
     sharding = getattr(leaf, "sharding", None)  # jax.Array, or ShapeDtypeStruct (maybe None)
-    return jnp.asarray(data) if sharding is None else jax.device_put(data, sharding)
+    return jnp.asarray(data) if sharding is None else _put(data, sharding)
 
 
-def restore(path: str | os.PathLike, target: Any = None) -> Any:
+def _read_on_every_process(
+    path: str | os.PathLike, where: str, timeout: float | None
+) -> tuple[dict, list[np.ndarray]]:
+    """``_read`` on every process; all raise if one fails or the files differ."""
+    status, error, header, arrays = "", None, {}, []
+    try:
+        header, arrays, digest = _read(path, where)
+        status = "ok " + digest.hex()
+    except Exception as e:
+        status, error = f"{type(e).__name__}: {e}", e
+    statuses = parallel._exchange("checkpoint.restore", status, where=where, timeout=timeout)
+    if error is not None:
+        raise error
+    failed = [i for i, s in enumerate(statuses) if not s.startswith("ok ")]
+    if failed:
+        raise RuntimeError(
+            f"{where}: process {failed[0]} could not read {os.fspath(path)!r}, so no process "
+            f"continues: {statuses[failed[0]]}"
+        )
+    if len(set(statuses)) > 1:
+        groups = {s[3:15]: [i for i, t in enumerate(statuses) if t == s] for s in statuses}
+        listing = "; ".join(f"processes {ids}: sha256 {h}..." for h, ids in groups.items())
+        raise ValueError(
+            f"{where}: the processes read different files at {os.fspath(path)!r} ({listing}). "
+            "Every process must restore the same checkpoint: keep it on a filesystem that all "
+            "hosts share, or copy the same file to each host."
+        )
+    return header, arrays
+
+
+def restore(path: str | os.PathLike, target: Any = None, *, timeout: float | None = None) -> Any:
     """Read a checkpoint into the structure of ``target``.
 
     ``target`` is a pytree of the same structure as the saved one: a freshly
@@ -448,10 +556,20 @@ def restore(path: str | os.PathLike, target: Any = None) -> Any:
     arrays, Python scalars (any stored dtype of the same kind; an int step may be
     saved as int32 and restored into ``0``).
 
+    In a multi-process run, a target whose arrays span the processes (a state
+    replicated over a mesh of every process's devices) makes ``restore`` a step
+    that every process takes together: each reads the file, the processes compare
+    the files' sha256 (through JAX's coordination service) and all raise if any
+    process could not read it or read a different file (no shared filesystem, a
+    stale copy); then each places the values on its own devices (no other
+    communication). Other targets are restored by each process on its own.
+
     Args:
         path: a file written by ``save``.
         target: the pytree to fill; None returns ``{path: numpy array}`` with the
             paths of ``read_header``.
+        timeout: multi-process only: seconds to wait for the other processes;
+            None for ``jaxrnn.parallel.SYNC_TIMEOUT`` (300 s).
 
     Returns:
         A pytree like ``target`` holding the saved values.
@@ -464,6 +582,8 @@ def restore(path: str | os.PathLike, target: Any = None) -> Any:
             leaves do not fit ``target``: the message lists each leaf path with
             both shapes, and the paths missing from or extra in the checkpoint.
         TypeError: the shapes fit but a dtype differs (both named).
+        RuntimeError: (multi-process) another process could not read the file
+            (its error is quoted).
 
     Example:
         >>> import os, tempfile, jax, jaxrnn
@@ -481,7 +601,10 @@ def restore(path: str | os.PathLike, target: Any = None) -> Any:
         ...
     """
     where = "checkpoint.restore"
-    header, arrays = _read(path, where)
+    if jax.process_count() > 1 and any(map(_spans_processes, jax.tree.leaves(target))):
+        header, arrays = _read_on_every_process(path, where, timeout)
+    else:
+        header, arrays, _ = _read(path, where)
     entries = header["leaves"]
     if target is None:
         return {e["path"]: a for e, a in zip(entries, arrays, strict=True)}

@@ -14,16 +14,30 @@ is a mean over the device shards); nothing here communicates by hand. The result
 equals the one-device step up to float32 summation order.
 
 Sweeps over hyperparameters spread their configurations over a mesh with
-``jaxrnn.sweep.sweep(..., mesh=mesh)``. Single-process only (one host's devices).
-On CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (set before JAX is
-imported) gives four devices for testing.
+``jaxrnn.sweep.sweep(..., mesh=mesh)``. On CPU, ``JAX_NUM_CPU_DEVICES=4`` (or
+``set_cpu_devices(4)`` before JAX computes anything) gives four devices.
+
+Several processes (one per host, or several on one machine) join with
+``initialize(...)`` (JAX's distributed runtime; gloo collectives on CPU); a mesh
+over ``jax.devices()`` then spans every process's devices and the same steps,
+``fit``, ``sweep`` and checkpoints run over all of them. The contract: every
+process runs the same program and passes the same values (state, full batch,
+key); each process places only the rows its own devices hold (``put_global``,
+no communication), or passes only its share (``global_batch``). Results that
+are replicated (state, metrics) are complete on every process.
 
 This module needs only JAX; ``import jaxrnn`` does not import it.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
+import hashlib
+import math
+import os
+import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,8 +50,12 @@ from ._context import batch_axes, batch_partitioned
 __all__ = [
     "batch_axes",
     "batch_sharding",
+    "check_same",
     "data_mesh",
     "data_parallel_step",
+    "global_batch",
+    "initialize",
+    "put_global",
     "replicate",
     "set_cpu_devices",
     "shard_batch",
@@ -79,6 +97,206 @@ def set_cpu_devices(n: int) -> None:
             f"before any jax or jaxrnn computation, or start Python with JAX_NUM_CPU_DEVICES={n} "
             f"set (e.g. `JAX_NUM_CPU_DEVICES={n} python train.py`)."
         ) from e
+
+
+# --- several processes -------------------------------------------------------------------
+#
+# Measured on XLA:CPU with jax 0.10.2, 2 local processes (see tests/test_multiprocess.py):
+# with JAX's default timeouts a failure turns into a wait of 100 s (heartbeat) to 300 s
+# (shutdown barrier) before the survivors abort; with the defaults below and the fail-fast
+# hook, a process that raises takes its peers down within seconds.
+ENV_COORDINATOR = "JAX_COORDINATOR_ADDRESS"  # JAX's own name (jax.distributed reads it too)
+ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
+ENV_PROCESS_ID = "JAX_PROCESS_ID"
+
+
+def _from_env(value: Any, name: str, where: str, kind: type) -> Any:
+    """``value``, or the environment variable ``name`` parsed as ``kind`` when value is None."""
+    if value is not None or name not in os.environ:
+        return value
+    raw = os.environ[name]
+    if kind is str:
+        return raw
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{where}: {name}={raw!r} is not an integer.") from None
+
+
+def _check_count(value: Any, what: str, where: str, low: int) -> None:
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low
+    ):
+        raise ValueError(f"{where}: {what}={value!r}; it must be an integer >= {low}.")
+
+
+def initialize(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    local_devices: int | None = None,
+    initialization_timeout: float = 120,
+    heartbeat_timeout: float = 10,
+    shutdown_timeout: float = 30,
+    cpu_collectives: str | None = "gloo",
+    fail_fast: bool = True,
+) -> None:
+    """Join this process to a multi-process JAX run (``jax.distributed.initialize``).
+
+    Call it in every process, right after the imports, before JAX computes
+    anything. Afterwards ``jax.devices()`` lists every process's devices (process
+    0's first), ``data_mesh()`` spans them all, and ``fit``/``make_train_step``/
+    ``data_parallel_step``/``sweep`` with that mesh run over every process::
+
+        # process i of n (one per host; or n shells on one machine)
+        jaxrnn.parallel.initialize("10.0.0.1:1234", num_processes=n, process_id=i)
+
+    It is ``jax.distributed.initialize`` with three things added:
+
+    * CPU collectives: ``jax_cpu_collectives_implementation`` is set to
+      ``cpu_collectives`` (``"gloo"``), without which CPU devices of different
+      processes cannot all-reduce (it concerns only JAX's CPU backend).
+    * Short timeouts. JAX's defaults (heartbeat 100 s, shutdown 300 s) turn a
+      crashed process into minutes of waiting before its peers abort. Here a
+      process that stops sending heartbeats is declared dead after
+      ``heartbeat_timeout`` seconds (heartbeats come from a background thread; a
+      long step or compile does not delay them), and at exit a process waits
+      ``shutdown_timeout`` seconds for the others to finish too (give it room if
+      one process works alone at the end, e.g. process 0 writing reports).
+    * ``fail_fast``: an uncaught exception prints its traceback and leaves with
+      ``os._exit(1)`` instead of a normal exit, whose shutdown barrier would wait
+      for peers that are themselves blocked in a collective with this process
+      (then abort both after ``shutdown_timeout``). Leaving at once closes the
+      connections, so the peers' pending collectives fail within seconds and
+      their own hook ends them. ``atexit`` handlers do not run after such a
+      failure.
+
+    Arguments left as None are read from the environment variables
+    ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``, and
+    what is still missing is detected by JAX on clusters it knows (Slurm, Open
+    MPI, Kubernetes, Cloud TPU).
+
+    Args:
+        coordinator_address: ``"host:port"`` of process 0, where it starts JAX's
+            coordination service; every process passes the same one. On one
+            machine ``"127.0.0.1:PORT"`` with a free port; across hosts, process
+            0's address as the others reach it.
+        num_processes: how many processes take part.
+        process_id: this process's index, ``0 .. num_processes - 1``.
+        local_devices: on CPU, the number of devices of this process (as
+            ``set_cpu_devices``); None keeps the default (one, or
+            ``JAX_NUM_CPU_DEVICES``).
+        initialization_timeout: seconds to wait for all processes to join; a
+            process still alone then aborts (JAX ends it, exit code -6).
+        heartbeat_timeout: seconds without heartbeats after which a process is
+            declared dead and the others abort.
+        shutdown_timeout: seconds a finishing process waits for the others.
+        cpu_collectives: ``"gloo"`` (default), ``"mpi"``, or None to leave JAX's
+            setting as it is.
+        fail_fast: install the fail-fast ``sys.excepthook`` described above.
+
+    Raises:
+        RuntimeError: JAX has already started (its devices are fixed) or this
+            process has already joined a run; the message says what to do.
+        ValueError: a bad count or id, or a coordinator address without a port.
+
+    Example:
+        >>> n = jax.device_count()                # JAX has started now, so:
+        >>> initialize("127.0.0.1:1234", 2, 0)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        RuntimeError: initialize: JAX has already started in this process ...
+    """
+    where = "initialize"
+    from jax._src import distributed, xla_bridge
+
+    coordinator_address = _from_env(coordinator_address, ENV_COORDINATOR, where, str)
+    num_processes = _from_env(num_processes, ENV_NUM_PROCESSES, where, int)
+    process_id = _from_env(process_id, ENV_PROCESS_ID, where, int)
+    _check_count(num_processes, "num_processes", where, 1)
+    _check_count(process_id, "process_id", where, 0)
+    if num_processes is not None and process_id is not None and process_id >= num_processes:
+        raise ValueError(
+            f"{where}: process_id={process_id} but num_processes={num_processes}; ids run from "
+            f"0 to {num_processes - 1}."
+        )
+    if coordinator_address is not None and (
+        not isinstance(coordinator_address, str) or ":" not in coordinator_address
+    ):
+        raise ValueError(
+            f"{where}: coordinator_address={coordinator_address!r}; give 'host:port' of process "
+            "0, e.g. '127.0.0.1:1234' on one machine or '10.0.0.1:1234' across hosts."
+        )
+    for name, value in (
+        ("initialization_timeout", initialization_timeout),
+        ("heartbeat_timeout", heartbeat_timeout),
+        ("shutdown_timeout", shutdown_timeout),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(f"{where}: {name}={value!r}; it must be a positive number (seconds).")
+    if distributed.global_state.client is not None:
+        raise RuntimeError(
+            f"{where}: this process has already joined a multi-process run (process "
+            f"{jax.process_index()} of {jax.process_count()}); call initialize once per process."
+        )
+    if xla_bridge.backends_are_initialized():
+        raise RuntimeError(
+            f"{where}: JAX has already started in this process (something computed, or asked "
+            "for jax.devices()), so it cannot join a multi-process run any more. Call "
+            "jaxrnn.parallel.initialize(...) right after the imports, before any jax or jaxrnn "
+            "computation (also before creating arrays or a mesh)."
+        )
+    if cpu_collectives is not None:
+        jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
+    if local_devices is not None:
+        set_cpu_devices(local_devices)
+    given = {
+        "coordinator_address": coordinator_address,
+        "num_processes": num_processes,
+        "process_id": process_id,
+    }
+    missing = [name for name, value in given.items() if value is None]
+    try:
+        jax.distributed.initialize(
+            coordinator_address=coordinator_address,
+            num_processes=None if num_processes is None else int(num_processes),
+            process_id=None if process_id is None else int(process_id),
+            initialization_timeout=math.ceil(initialization_timeout),
+            heartbeat_timeout_seconds=math.ceil(heartbeat_timeout),
+            shutdown_timeout_seconds=math.ceil(shutdown_timeout),
+        )
+    except ValueError as e:
+        if not missing:
+            raise
+        raise ValueError(
+            f"{where}: {', '.join(missing)} not given, not in the environment "
+            f"({ENV_COORDINATOR}, {ENV_NUM_PROCESSES}, {ENV_PROCESS_ID}) and not detected by JAX "
+            f"({e}). Pass them, e.g. initialize('127.0.0.1:1234', num_processes=2, "
+            "process_id=0)."
+        ) from e
+    if fail_fast:
+        sys.excepthook = _fail_fast_hook(sys.excepthook)
+
+
+def _fail_fast_hook(previous: Callable) -> Callable:
+    def hook(kind, value, tb):
+        try:
+            previous(kind, value, tb)
+            print(
+                f"[jaxrnn] process {jax.process_index()}: uncaught exception, leaving at once "
+                "(os._exit(1)) so that the other processes fail fast.",
+                file=sys.stderr,
+            )
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
+            os._exit(1)
+
+    return hook
 
 
 def data_mesh(devices: int | Sequence[jax.Device] | None = None, *, axis: str = "batch") -> Mesh:
@@ -157,7 +375,7 @@ def _devices_on(mesh: Mesh, axes: tuple[str, ...]) -> int:
     return int(np.prod([mesh.shape[a] for a in axes]))
 
 
-def _check_batch(batch: Any, n: int, where: str) -> None:
+def _check_batch(batch: Any, n: int, where: str, devices: str = "devices of the mesh") -> None:
     """Every leaf needs a leading axis divisible by the number of devices ``n``."""
     for path, leaf in jax.tree_util.tree_flatten_with_path(batch)[0]:
         name = "batch" + jax.tree_util.keystr(path)
@@ -173,7 +391,7 @@ def _check_batch(batch: Any, n: int, where: str) -> None:
             hint = f"e.g. {lower} or {upper}" if lower else f"e.g. {upper}"
             raise ValueError(
                 f"{where}: batch size {size} ({name}.shape={shape}) is not divisible by the "
-                f"{n} devices of the mesh, so it cannot be split evenly. Use a batch size that "
+                f"{n} {devices}, so it cannot be split evenly. Use a batch size that "
                 f"is a multiple of {n}, {hint} (drop or pad the remainder)."
             )
 
@@ -182,6 +400,9 @@ def shard_batch(batch: Any, mesh: Mesh, *, axis: str | None = None) -> Any:
     """Place a batch on the mesh, split along every leaf's leading axis.
 
     Each device holds ``B / n`` rows of each leaf (``n`` devices on the axis).
+    With a mesh spanning several processes, every process passes the same whole
+    batch and copies only its own devices' rows (``put_global``: no
+    communication); a process that holds only its rows uses ``global_batch``.
 
     Args:
         batch: a pytree of arrays (NumPy or JAX), leaves ``(B, ...)``.
@@ -203,11 +424,19 @@ def shard_batch(batch: Any, mesh: Mesh, *, axis: str | None = None) -> Any:
     """
     sharding = batch_sharding(mesh, axis)
     _check_batch(batch, _devices_on(mesh, _axes(mesh, axis, "shard_batch")), "shard_batch")
+    if _spans_processes(sharding):
+        return put_global(batch, sharding)
     return jax.device_put(batch, sharding)
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
     """Place a full copy of every leaf of ``tree`` on every device of ``mesh``.
+
+    With a mesh spanning several processes, every process passes the same tree:
+    ``replicate`` compares a 128-bit hash of each process's values (through JAX's
+    coordination service, not the values themselves) and raises ``ValueError`` if
+    they differ, e.g. parameters initialised from a per-process seed; then each
+    process copies the tree to its own devices (``put_global``).
 
     Args:
         tree: a pytree of arrays (parameters, optimiser state, step counter).
@@ -223,7 +452,217 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
         True
     """
     _axes(mesh, None, "replicate")
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    sharding = NamedSharding(mesh, PartitionSpec())
+    if _spans_processes(sharding):
+        check_same(tree, "values", "replicate")
+        return put_global(tree, sharding)
+    return jax.device_put(tree, sharding)
+
+
+def _spans_processes(sharding: jax.sharding.Sharding) -> bool:
+    """Whether ``sharding`` places data on devices of other processes too."""
+    return jax.process_count() > 1 and not sharding.is_fully_addressable
+
+
+def _is_key(leaf: Any) -> bool:
+    dtype = getattr(leaf, "dtype", None)
+    return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def _put_leaf(leaf: Any, sharding: jax.sharding.Sharding) -> Any:
+    if isinstance(leaf, jax.Array):
+        if leaf.sharding == sharding:
+            return leaf
+        if _is_key(leaf):  # typed keys travel as their uint32 data
+            data = _put_leaf(jax.random.key_data(leaf), sharding)
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+        if not leaf.is_fully_addressable:  # already global: reshard (a collective)
+            return jax.device_put(leaf, sharding)
+    host = np.asarray(leaf)
+    host = host.astype(jax.dtypes.canonicalize_dtype(host.dtype), copy=False)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
+def put_global(tree: Any, sharding: jax.sharding.Sharding) -> Any:
+    """Place a tree that every process holds in full with ``sharding``, without communication.
+
+    Each process copies to its own devices only the parts the sharding puts
+    there (``jax.make_array_from_callback``): its rows of a batch split over the
+    devices, a full copy of a replicated value. ``jax.device_put`` does the same
+    but, across processes, first checks that every process passed equal values
+    by gathering them (a collective over the whole array); this is the
+    per-step placement of jaxrnn's data-parallel steps instead. Nothing checks
+    that the processes' values agree (see ``replicate`` for a check): a process
+    that passes other values trains other rows.
+
+    Leaves: NumPy or JAX arrays, Python scalars and typed PRNG keys (placed as
+    their key data). A leaf that already has ``sharding`` is kept; a JAX array
+    already spread over several processes is resharded with ``jax.device_put``
+    (a collective: every process must call this then).
+
+    Args:
+        tree: a pytree of arrays, the same on every process.
+        sharding: the target sharding, e.g. ``batch_sharding(mesh)`` or
+            ``NamedSharding(mesh, PartitionSpec())``.
+
+    Returns:
+        The tree as ``jax.Array``s with ``sharding``.
+
+    Example:
+        >>> x = put_global(np.arange(8.0).reshape(4, 2), batch_sharding(data_mesh()))
+        >>> x.shape, x.sharding.spec == PartitionSpec("batch")
+        ((4, 2), True)
+    """
+    return jax.tree.map(functools.partial(_put_leaf, sharding=sharding), tree)
+
+
+def global_batch(local_batch: Any, mesh: Mesh, *, axis: str | None = None) -> Any:
+    """A global batch from each process's own rows (``jax.make_array_from_process_local_data``).
+
+    For data that does not fit on every host: process ``i`` passes only its
+    share, the rows its devices hold, and the result is the batch of all
+    processes' rows in process order, split over the mesh like ``shard_batch``.
+    Every process passes the same number of rows. Nothing is communicated. The
+    steps of ``make_train_step``/``data_parallel_step`` take the result as it is.
+    In one process it is ``shard_batch``.
+
+    Args:
+        local_batch: a pytree of this process's rows, leaves ``(B / P, ...)`` for
+            ``P`` processes.
+        mesh: the device mesh (see ``data_mesh``), over every process's devices.
+        axis: the mesh axis to split over; None for all of the mesh's axes.
+
+    Returns:
+        The global batch, leaves ``(B, ...)`` sharded with ``batch_sharding(mesh, axis)``.
+
+    Raises:
+        ValueError: a leaf's rows do not divide over this process's devices of
+            the mesh, or a leaf is a scalar.
+
+    Example:
+        >>> x = global_batch(np.ones((4, 3), np.float32), data_mesh())  # one process
+        >>> x.shape
+        (4, 3)
+    """
+    sharding = batch_sharding(mesh, axis)
+    where = "global_batch"
+    mine = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+    share = _devices_on(mesh, _axes(mesh, axis, where)) * mine // mesh.size
+    if share < 1:
+        raise ValueError(
+            f"{where}: the mesh has no device of this process (process {jax.process_index()}); "
+            "build it over every process's devices, e.g. data_mesh()."
+        )
+    _check_batch(local_batch, share, where, "devices of this process in the mesh")
+    return jax.tree.map(
+        lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a)), local_batch
+    )
+
+
+# Agreement between processes goes through JAX's coordination service (its key-value
+# store, with a timeout) rather than a collective: a process that never arrives then
+# raises a clear error after SYNC_TIMEOUT seconds instead of blocking forever.
+SYNC_TIMEOUT = 300.0
+_ROUNDS: collections.Counter = collections.Counter()
+
+
+def _exchange(tag: str, value: str, *, where: str, timeout: float | None = None) -> list[str]:
+    """Every process's ``value`` (a short string), in process order; ``[value]`` in one process.
+
+    Every process calls it with the same ``tag``, as often and in the same order
+    (the n-th call of a tag meets the n-th call of the others). Waits at most
+    ``timeout`` seconds (default ``SYNC_TIMEOUT``) for the others.
+
+    Raises:
+        TimeoutError: a process did not call it in time (the message names it).
+    """
+    if jax.process_count() == 1:
+        return [value]
+    from jax._src import distributed
+
+    client = distributed.global_state.client
+    if client is None:
+        raise RuntimeError(
+            f"{where}: {jax.process_count()} processes, but JAX's distributed runtime is not "
+            "initialised here; start every process with jaxrnn.parallel.initialize(...)."
+        )
+    timeout = SYNC_TIMEOUT if timeout is None else float(timeout)
+    rounds = _ROUNDS[tag]
+    _ROUNDS[tag] += 1
+    base = f"jaxrnn/{tag}/{rounds}"
+    client.key_value_set(f"{base}/{jax.process_index()}", value)
+    deadline = time.monotonic() + timeout
+    values = []
+    for i in range(jax.process_count()):
+        left = max(1, int((deadline - time.monotonic()) * 1000))
+        try:
+            values.append(client.blocking_key_value_get(f"{base}/{i}", left))
+        except Exception as e:  # DEADLINE_EXCEEDED, or the coordination service is gone
+            raise TimeoutError(
+                f"{where}: process {i} did not reach this point within {timeout:g} s ({e}). In "
+                f"a multi-process run every process calls {where}, the same number of times "
+                "and in the same order (each process runs the same program)."
+            ) from e
+    return values
+
+
+def _fingerprint(tree: Any) -> str:
+    """A 128-bit hash (hex) of ``tree``'s structure, shapes, dtypes and values.
+
+    Leaves spread over several processes count by their local copy if
+    replicated and are skipped if sharded (each process holds other rows).
+
+    Example:
+        >>> _fingerprint({"w": np.ones(3)}) == _fingerprint({"w": np.ones(3)})
+        True
+    """
+    h = hashlib.blake2b(digest_size=16)
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            if not leaf.is_fully_replicated:
+                continue
+            leaf = leaf.addressable_data(0)
+        if _is_key(leaf):
+            leaf = jax.random.key_data(leaf)
+        a = np.ascontiguousarray(np.asarray(leaf))
+        h.update(f"{jax.tree_util.keystr(path)}:{a.dtype}:{a.shape};".encode())
+        h.update(a.reshape(-1).view(np.uint8) if a.size else b"")
+    return h.hexdigest()
+
+
+def check_same(tree: Any, what: str, where: str) -> None:
+    """Raise ``ValueError`` on every process if the processes passed different ``tree``s.
+
+    Compares a 128-bit hash of each process's ``tree`` (structure, shapes, dtypes,
+    values; leaves sharded over processes are skipped) through JAX's coordination
+    service, waiting at most ``SYNC_TIMEOUT`` seconds for the others; the values
+    themselves are not sent. Every process must call it, the same number of
+    times. A no-op in one process. The train steps call it on the first state
+    they place, ``fit`` on its data and key, ``sweep`` on its table.
+
+    Args:
+        tree: a pytree of arrays that every process should hold identically.
+        what: what the tree is, for the message (e.g. ``"parameters"``).
+        where: the caller's name, for the message.
+
+    Raises:
+        ValueError: the trees differ (the message names the processes).
+        TimeoutError: a process did not call it within ``SYNC_TIMEOUT`` seconds.
+
+    Example:
+        >>> check_same({"w": np.ones(3)}, "parameters", "my_loop")  # one process: no-op
+    """
+    if jax.process_count() == 1:
+        return
+    prints = _exchange("same", _fingerprint(tree), where=where)
+    differ = [i for i, v in enumerate(prints) if v != prints[0]]
+    if differ:
+        raise ValueError(
+            f"{where}: the processes passed different {what}: process(es) {differ} differ from "
+            f"process 0. In a multi-process run every process passes the same {what} (each then "
+            "feeds only its own devices); e.g. initialise from the same seed on every process, "
+            "not from one that depends on jax.process_index(), and load the same data."
+        )
 
 
 # --- when splitting the batch pays ------------------------------------------------------
@@ -284,15 +723,25 @@ def whole_sharding(mesh: Mesh) -> jax.sharding.Sharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
-def place(tree: Any, sharding: jax.sharding.Sharding) -> Any:
+def place(
+    tree: Any, sharding: jax.sharding.Sharding, *, check: str | None = None, where: str = ""
+) -> Any:
     """``jax.device_put(tree, sharding)``, skipped when the tree's first array already
     has that sharding (a state carried from step to step): for small steps the
-    placement of every leaf costs more than the step."""
+    placement of every leaf costs more than the step.
+
+    Across processes it is ``put_global`` (no communication); with ``check`` (what
+    the tree is, for the message) the processes' values are first compared
+    (``check_same``), which every process must then call too."""
     leaves = jax.tree.leaves(tree)
     first = leaves[0] if leaves else None
     if isinstance(first, jax.Array) and first.sharding == sharding:
         if all(isinstance(a, jax.Array) and a.sharding == sharding for a in leaves):
             return tree
+    if _spans_processes(sharding):
+        if check is not None:
+            check_same(tree, check, where)
+        return put_global(tree, sharding)
     return jax.device_put(tree, sharding)
 
 
@@ -324,6 +773,13 @@ def data_parallel_step(
     device up to float32 summation order (tested to 1e-5). Inside it, the fused
     LSTM takes its hand-written backward pass, whose weight gradients the
     partitioner all-reduces once per step rather than at every time step.
+
+    Over several processes (``initialize``), every process calls the step with
+    the same state and the same whole batch, and each copies only its own
+    devices' rows (``put_global``); the first placement of a state compares the
+    processes' states (``check_same``). A batch from ``global_batch`` (each
+    process's own rows) is taken as it is. Outputs are replicated: ``float`` and
+    ``np.asarray`` read them on every process.
 
     Splitting pays only with enough rows per device (``split_pays``): with
     ``split="auto"`` a smaller batch runs whole on the mesh's first device
@@ -399,8 +855,9 @@ def data_parallel_step(
     def step(state, batch):
         if decide_split(split, batch_rows(batch, where), n):
             _check_batch(batch, n, where)
-            return jitted(place(state, replicated), jax.device_put(batch, sharded))
-        return whole(place(state, one), place(batch, one))
+            state = place(state, replicated, check="state", where=where)
+            return jitted(state, place(batch, sharded))
+        return whole(place(state, one, check="state", where=where), place(batch, one))
 
     step.jitted = jitted  # type: ignore[attr-defined]
     step.whole = whole  # type: ignore[attr-defined]

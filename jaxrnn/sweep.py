@@ -38,6 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from . import parallel
+
 __all__ = ["Best", "SweepResult", "grid", "sweep"]
 
 _KINDS = {"b": "bool", "i": "int", "u": "unsigned int", "f": "float"}
@@ -275,6 +277,13 @@ def _jitted(train_fn: Callable) -> Callable:
     return jitted
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _replicated(n: int, mesh: Mesh, out: Any) -> Any:
+    """The first ``n`` rows of every leaf, replicated on every device of ``mesh``."""
+    everywhere = NamedSharding(mesh, PartitionSpec())
+    return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a[:n], everywhere), out)
+
+
 def _metric_leaf(out: Any, metric: str | None, where: str) -> Any:
     """The (stacked) result leaf that a None/str metric names; raise if there is none."""
     result = out[0]
@@ -357,7 +366,13 @@ def sweep(
         mesh: a ``jax.sharding.Mesh`` (e.g. ``jaxrnn.parallel.data_mesh()``): the
             configurations are split over all of its devices with
             ``jax.shard_map`` (padded to a multiple of the device count); each
-            device trains its share, with no communication.
+            device trains its share, with no communication. A mesh over several
+            processes (``jaxrnn.parallel.initialize``): every process calls
+            ``sweep`` with the same ``train_fn`` and table (the table is checked
+            by a hash), each process's devices train their share, and the
+            outputs are then gathered so that every process returns the whole
+            result (results and histories replicated; ``metrics`` and ``best``
+            the same everywhere).
 
     Returns:
         A ``SweepResult`` with ``table``, ``results`` and ``histories`` (leaves
@@ -423,9 +438,15 @@ def sweep(
     pad = devices * rows - n
     padded = {k: np.concatenate([a, np.repeat(a[-1:], pad)]) for k, a in cols.items()}
     args = {k: jnp.asarray(a) for k, a in padded.items()}
+    processes = False
     if mesh is not None:
         sharding = NamedSharding(mesh, PartitionSpec(tuple(mesh.axis_names)))
-        args = jax.device_put(args, sharding)
+        processes = parallel._spans_processes(sharding)
+        if processes:  # every process holds the table; each places its own rows
+            parallel.check_same(padded, "table", where)
+            args = parallel.put_global(padded, sharding)
+        else:
+            args = jax.device_put(args, sharding)
 
     # Trace first (the trace is cached for the call below) to check the outputs'
     # structure before spending time on training.
@@ -440,7 +461,9 @@ def sweep(
         _metric_leaf(out_info, metric, where)
 
     out = program(chunk, mesh, args)
-    if pad:
+    if processes:  # each process trained its share; every process gets all (all-gather)
+        out = _replicated(n, mesh, out)
+    elif pad:
         out = jax.tree.map(lambda a: a[:n], out)
     results, histories = out
 

@@ -276,6 +276,17 @@ def make_train_step(
     unsplit batch runs whole on the mesh's first device (in a multi-process run,
     on every device, each with the whole batch).
 
+    Over several processes (``jaxrnn.parallel.initialize``, a mesh over
+    ``jax.devices()``), every process calls the step with the same state, key and
+    whole batch; each copies only the rows of its own devices
+    (``jaxrnn.parallel.put_global``: no communication but the ``pmean``). A
+    batch made by ``jaxrnn.parallel.global_batch`` from each process's own rows
+    is taken as it is. The first time a state is placed on the mesh, the
+    processes' states are compared (a hash, ``jaxrnn.parallel.check_same``) so
+    that processes that would train different parameters fail at once. The new
+    state and the metrics are replicated: ``float(metrics["loss"])`` and
+    ``np.asarray`` work on every process.
+
     Args:
         loss_fn: ``loss_fn(params, x, y, key) -> scalar``.
         optimizer: an optax optimizer or a Keras name (see ``get_optimizer``).
@@ -362,13 +373,15 @@ def _data_parallel(whole_step, loss_fn, tx, metrics, clipnorm, mesh, split, wher
     whole = jax.jit(whole_step)
 
     def unsplit(state: TrainState, batch: Any, key: Any):
-        return whole(parallel.place(state, one), parallel.place(batch, one), _put(key, one))
+        state = parallel.place(state, one, check="state", where=where)
+        return whole(state, parallel.place(batch, one), _put(key, one))
 
     def step(state: TrainState, batch: Any, key: Any):
         if parallel.decide_split(split, parallel.batch_rows(batch, where), n):
             parallel._check_batch(batch, n, where)
-            batch = jax.device_put(batch, sharded)
-            return split_step(parallel.place(state, replicated), batch, _put(key, replicated))
+            state = parallel.place(state, replicated, check="state", where=where)
+            batch = parallel.place(batch, sharded)
+            return split_step(state, batch, _put(key, replicated))
         return unsplit(state, batch, key)
 
     step.split_step = split_step  # type: ignore[attr-defined]
@@ -757,6 +770,18 @@ def _batches(n: int, batch_size: int, drop_remainder: bool) -> list[slice]:
     return [slice(i, min(i + batch_size, stop)) for i in range(0, stop, batch_size)]
 
 
+def _local(tree: Any) -> Any:
+    """This process's copy of arrays replicated over several processes (no communication):
+    each process then evaluates on its own device, as in a one-process run."""
+
+    def local(a: Any) -> Any:
+        if isinstance(a, jax.Array) and not a.is_fully_addressable and a.is_fully_replicated:
+            return a.addressable_data(0)
+        return a
+
+    return jax.tree.map(local, tree)
+
+
 def _run_eval(eval_step, params, x, y, n, batch_size) -> dict[str, float]:
     sums: dict[str, Any] = {}
     for sl in _batches(n, batch_size, False):
@@ -935,7 +960,12 @@ def fit(
             same values as one device without dropout). A last partial batch that
             does not divide by the number of devices runs whole on one device
             (nothing is dropped or padded, so the epoch equals one device's).
-            Evaluation runs whole. None: one device.
+            Evaluation runs whole. None: one device. A mesh over several
+            processes (``jaxrnn.parallel.initialize``): every process calls
+            ``fit`` with the same arguments, data and key (checked by a hash at
+            the start) and feeds only its own devices' rows of each batch;
+            validation runs on each process's first device; every process
+            returns the same parameters and history.
         split: with a mesh: ``"auto"`` (``jaxrnn.parallel.split_pays``), True or False.
 
     Returns:
@@ -1060,6 +1090,9 @@ def fit(
 
     train_step = _train_step_for(loss_fn, optimizer, metrics, clipnorm, mesh, split)
     devices = getattr(train_step, "devices", 1)
+    if mesh is not None and parallel._spans_processes(NamedSharding(mesh, PartitionSpec())):
+        # every process shuffles and batches the same data with the same key
+        parallel.check_same((x, y, val, key), "x, y, validation data and key", where)
     eval_step = _eval_step_for(loss_fn, metrics) if val is not None else None
     history = History()
     tqdm = _tqdm() if verbose == 1 else None
@@ -1099,7 +1132,12 @@ def fit(
         if val is not None:
             vx, vy, vn = val
             v_logs = _run_eval(
-                eval_step, state.params, vx, vy, vn, validation_batch_size or batch_size
+                eval_step,
+                _local(state.params),
+                vx,
+                vy,
+                vn,
+                validation_batch_size or batch_size,
             )
             logs.update({f"val_{k}": v for k, v in v_logs.items()})
         history.append(epoch, logs)

@@ -15,7 +15,16 @@ from jax.sharding import PartitionSpec as P
 
 import jaxrnn
 import jaxrnn.losses
-from jaxrnn.parallel import MIN_ROWS_PER_DEVICE, data_mesh, data_parallel_step, split_pays
+from jaxrnn.parallel import (
+    MIN_ROWS_PER_DEVICE,
+    batch_sharding,
+    data_mesh,
+    data_parallel_step,
+    global_batch,
+    put_global,
+    shard_batch,
+    split_pays,
+)
 from jaxrnn.train import TrainState, fit, make_train_step
 
 B, T, I, H = 32, 100, 8, 64  # a realistic size: 16 rows per device
@@ -52,7 +61,12 @@ def main():
     def loss_fn(p, xl, y, key, rate=0.0):
         x, sl = xl
         h = jaxrnn.lstm(
-            p["rnn"], x, seq_lengths=sl, return_sequences=True, dropout=rate, key=key,
+            p["rnn"],
+            x,
+            seq_lengths=sl,
+            return_sequences=True,
+            dropout=rate,
+            key=key,
             training=key is not None,
         )
         return jaxrnn.losses.mse(h @ p["w"], y, seq_lengths=sl)
@@ -157,6 +171,24 @@ def main():
         jax.shard_map(jax.grad(local_loss), mesh=mesh, in_specs=(P(), P("batch")), out_specs=P())
     )
     assert_trees_close(sm(gp, x), jax.grad(local_loss)(gp, x), atol=1e-5)
+
+    # The multi-process placement helpers, in one process over 2 devices: put_global
+    # equals shard_batch/replicate, global_batch takes this process's rows (all of them).
+    replicated = jax.sharding.NamedSharding(mesh, P())
+    gx = put_global(x, batch_sharding(mesh))
+    assert [s.data.shape for s in gx.addressable_shards] == [(B // 2, T, I)] * 2
+    np.testing.assert_array_equal(gx, shard_batch(x, mesh))
+    gk = put_global(jax.random.key(4), replicated)
+    assert gk.sharding.num_devices == 2 and gk.sharding.is_fully_replicated
+    np.testing.assert_array_equal(jax.random.key_data(gk), [0, 4])
+    np.testing.assert_array_equal(global_batch(x, mesh), x)
+    try:
+        global_batch(x[:31], mesh)
+    except ValueError as e:
+        assert "global_batch: batch size 31" in str(e), e
+        assert "2 devices of this process in the mesh" in str(e), e
+    else:
+        raise AssertionError("global_batch split 31 rows over 2 devices")
     print("OK")
 
 

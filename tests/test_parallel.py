@@ -233,3 +233,53 @@ def test_set_cpu_devices():
     script = "from jaxrnn.parallel import set_cpu_devices\nimport jax\nset_cpu_devices(3)\n"
     script += "assert jax.device_count() == 3\nprint('OK')"
     _run_devices(script, 1, timeout=120)
+
+
+def test_initialize_checks_its_arguments_and_when_it_is_called(monkeypatch):
+    from jaxrnn.parallel import initialize
+
+    for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ValueError, match="num_processes=0; it must be an integer >= 1"):
+        initialize("127.0.0.1:1234", 0, 0)
+    with pytest.raises(ValueError, match="process_id=2 but num_processes=2; ids run from 0 to 1"):
+        initialize("127.0.0.1:1234", 2, 2)
+    with pytest.raises(ValueError, match="coordinator_address='localhost'; give 'host:port'"):
+        initialize("localhost", 2, 0)
+    with pytest.raises(ValueError, match="heartbeat_timeout=0; it must be a positive number"):
+        initialize("127.0.0.1:1234", 2, 0, heartbeat_timeout=0)
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "two")
+    with pytest.raises(ValueError, match="JAX_NUM_PROCESSES='two' is not an integer"):
+        initialize("127.0.0.1:1234", process_id=0)
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
+    monkeypatch.setenv("JAX_PROCESS_ID", "3")  # read from the environment, then checked
+    with pytest.raises(ValueError, match="process_id=3 but num_processes=2"):
+        initialize("127.0.0.1:1234")
+    jax.devices()  # JAX has started: too late to join a run, and the message says when to call
+    with pytest.raises(RuntimeError, match="already started.*right after the imports"):
+        initialize("127.0.0.1:1234", 2, 0)
+
+
+def test_multi_process_helpers_in_one_process():
+    from jaxrnn.parallel import _exchange, _fingerprint, check_same, global_batch, put_global
+
+    mesh = data_mesh()
+    replicated = jax.sharding.NamedSharding(mesh, PartitionSpec())
+    x = np.arange(12.0).reshape(4, 3)  # float64: placed as float32, as jax.device_put does
+    gx = put_global(x, batch_sharding(mesh))
+    assert gx.dtype == jnp.float32 and gx.sharding == batch_sharding(mesh)
+    np.testing.assert_array_equal(gx, x)
+    tree = put_global({"key": jax.random.key(3), "step": 2, "x": gx}, replicated)
+    assert jax.dtypes.issubdtype(tree["key"].dtype, jax.dtypes.prng_key)
+    np.testing.assert_array_equal(jax.random.key_data(tree["key"]), [0, 3])
+    assert tree["key"].sharding == replicated and int(tree["step"]) == 2
+    gb = global_batch({"x": x}, mesh)["x"]  # one process: its rows are the whole batch
+    np.testing.assert_array_equal(gb, shard_batch(x, mesh))
+    assert gb.sharding == batch_sharding(mesh)
+    assert _exchange("test", "value", where="test") == ["value"]
+    check_same({"w": jnp.ones(2)}, "values", "test")  # one process: nothing to compare
+    a = _fingerprint({"w": np.ones(3, np.float32), "k": jax.random.key(0)})
+    assert a == _fingerprint({"w": jnp.ones(3), "k": jax.random.key(0)})
+    assert a != _fingerprint({"w": np.ones(3, np.float32), "k": jax.random.key(1)})
+    assert a != _fingerprint({"v": np.ones(3, np.float32), "k": jax.random.key(0)})
+    assert _fingerprint(np.ones(3)) != _fingerprint(np.ones(3, np.float32))
