@@ -27,6 +27,7 @@ from ._lstm import LSTMParams as LSTMParams
 from ._lstm import LSTMState as LSTMState
 from ._lstm import init_lstm as init_lstm
 from ._lstm import lstm_step as lstm_step
+from ._orthogonal import orthogonal as orthogonal
 from ._simple_rnn import RNNParams as RNNParams
 from ._simple_rnn import init_rnn as init_rnn
 from ._simple_rnn import rnn_step as rnn_step
@@ -52,6 +53,7 @@ __all__ = [
     "lstm",
     "lstm_step",
     "make_dropout_masks",
+    "orthogonal",
     "rnn_step",
     "simple_rnn",
     "stacked",

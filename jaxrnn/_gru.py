@@ -18,6 +18,7 @@ from ._activations import Activation, get_activation
 from ._checks import check_hidden, check_input, check_params, shape_of
 from ._dropout import masked_matmul
 from ._init import draw
+from ._orthogonal import orthogonal
 
 
 class GRUParams(NamedTuple):
@@ -44,7 +45,7 @@ def init_gru(
     use_bias: bool = True,
     reset_after: bool = True,
     kernel_init=initializers.glorot_uniform(),
-    recurrent_init=initializers.orthogonal(),
+    recurrent_init=orthogonal(),
     bias_init=initializers.zeros,
 ) -> GRUParams:
     """Initialise a GRU cell with Keras' defaults.

@@ -12,6 +12,7 @@ from ._activations import Activation, get_activation
 from ._checks import check_hidden, check_input, check_params, shape_of
 from ._dropout import masked_matmul
 from ._init import draw
+from ._orthogonal import orthogonal
 
 
 class LSTMParams(NamedTuple):
@@ -38,7 +39,7 @@ def init_lstm(
     use_bias: bool = True,
     unit_forget_bias: bool = True,
     kernel_init=initializers.glorot_uniform(),
-    recurrent_init=initializers.orthogonal(),
+    recurrent_init=orthogonal(),
     bias_init=initializers.zeros,
 ) -> LSTMParams:
     """Initialise an LSTM cell with Keras' defaults.

@@ -24,6 +24,7 @@ from ._fast import IMPLS
 from ._gru import GRUParams, init_gru
 from ._layers import gru, lstm, simple_rnn
 from ._lstm import LSTMParams, init_lstm
+from ._orthogonal import orthogonal
 from ._remat import check_remat
 from ._simple_rnn import RNNParams, init_rnn
 from ._unroll import check_unroll
@@ -37,7 +38,7 @@ INITIALIZERS: dict[str, Callable] = {
     "he_normal": initializers.he_normal(),
     "lecun_uniform": initializers.lecun_uniform(),
     "lecun_normal": initializers.lecun_normal(),
-    "orthogonal": initializers.orthogonal(),
+    "orthogonal": orthogonal(),  # without LAPACK (see jaxrnn/_orthogonal.py)
     "zeros": initializers.zeros,
     "ones": initializers.ones,
 }

@@ -12,6 +12,7 @@ from ._activations import Activation, get_activation
 from ._checks import check_hidden, check_input, check_params, shape_of
 from ._dropout import masked_matmul
 from ._init import draw
+from ._orthogonal import orthogonal
 
 
 class RNNParams(NamedTuple):
@@ -30,7 +31,7 @@ def init_rnn(
     dtype=jnp.float32,
     use_bias: bool = True,
     kernel_init=initializers.glorot_uniform(),
-    recurrent_init=initializers.orthogonal(),
+    recurrent_init=orthogonal(),
     bias_init=initializers.zeros,
 ) -> RNNParams:
     """Initialise a simple RNN cell with Keras' defaults.

@@ -284,6 +284,33 @@ def _replicated(n: int, mesh: Mesh, out: Any) -> Any:
     return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a[:n], everywhere), out)
 
 
+def _place_table(cols, n, devices, per_device, chunk, mesh, processes):
+    """``(pad, args)``: the table padded to whole chunks per device, placed on the mesh."""
+    rows = per_device if chunk is None else math.ceil(per_device / chunk) * chunk
+    pad = devices * rows - n
+    padded = {k: np.concatenate([a, np.repeat(a[-1:], pad)]) for k, a in cols.items()}
+    if mesh is None:
+        return pad, {k: jnp.asarray(a) for k, a in padded.items()}
+    sharding = NamedSharding(mesh, PartitionSpec(tuple(mesh.axis_names)))
+    if processes:
+        return pad, parallel.put_global(padded, sharding)
+    return pad, jax.device_put({k: jnp.asarray(a) for k, a in padded.items()}, sharding)
+
+
+def _batched_lapack(program, chunk, mesh, args) -> bool:
+    """Whether the sweep's program calls a LAPACK kernel (QR, eigh, Cholesky, solve, ...).
+
+    Under ``vmap`` such a call is batched, and jaxlib's LAPACK kernels may then
+    split the batch over XLA:CPU's worker pool, which deadlocks when several
+    host devices do so at once. Read from the lowered program (no compilation).
+    """
+    try:
+        text = program.trace(chunk, mesh, args).lower().as_text()
+    except Exception:  # noqa: BLE001 - the real call below reports any error itself
+        return False
+    return "lapack_" in text
+
+
 def _metric_leaf(out: Any, metric: str | None, where: str) -> Any:
     """The (stacked) result leaf that a None/str metric names; raise if there is none."""
     result = out[0]
@@ -434,23 +461,27 @@ def sweep(
     devices = 1 if mesh is None else mesh.size
     per_device = math.ceil(n / devices)
     chunk = None if chunk_size is None or chunk_size >= per_device else int(chunk_size)
-    rows = per_device if chunk is None else math.ceil(per_device / chunk) * chunk
-    pad = devices * rows - n
-    padded = {k: np.concatenate([a, np.repeat(a[-1:], pad)]) for k, a in cols.items()}
-    args = {k: jnp.asarray(a) for k, a in padded.items()}
-    processes = False
-    if mesh is not None:
-        sharding = NamedSharding(mesh, PartitionSpec(tuple(mesh.axis_names)))
-        processes = parallel._spans_processes(sharding)
-        if processes:  # every process holds the table; each places its own rows
-            parallel.check_same(padded, "table", where)
-            args = parallel.put_global(padded, sharding)
-        else:
-            args = jax.device_put(args, sharding)
+    processes = mesh is not None and parallel._spans_processes(
+        NamedSharding(mesh, PartitionSpec(tuple(mesh.axis_names)))
+    )
+    if processes:  # every process holds the table; each places its own rows
+        parallel.check_same(cols, "table", where)
+    program = _jitted(train_fn)
+    pad, args = _place_table(cols, n, devices, per_device, chunk, mesh, processes)
+    if (
+        devices > 1
+        and chunk != 1
+        and per_device > 1
+        and _batched_lapack(program, chunk, mesh, args)
+    ):
+        # A batched LAPACK call (e.g. a QR under vmap) on several host devices can
+        # deadlock XLA:CPU's shared worker pool (see jaxrnn/_orthogonal.py); one
+        # configuration at a time per device makes every such call unbatched.
+        chunk = 1
+        pad, args = _place_table(cols, n, devices, per_device, chunk, mesh, processes)
 
     # Trace first (the trace is cached for the call below) to check the outputs'
     # structure before spending time on training.
-    program = _jitted(train_fn)
     out_info = program.trace(chunk, mesh, args).out_info
     if not isinstance(out_info, tuple) or len(out_info) != 2:
         raise TypeError(
