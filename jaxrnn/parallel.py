@@ -42,6 +42,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -668,26 +669,77 @@ def check_same(tree: Any, what: str, where: str) -> None:
 # --- when splitting the batch pays ------------------------------------------------------
 #
 # Splitting a batch over devices runs one loop per device, concurrently, each over
-# fewer rows; every step still pays the loop's fixed per-step cost, and the devices
-# meet once per training step for the gradient all-reduce. With too few rows per
-# device the step is loop-bound and splitting is slower than one device (at the sine
-# example's size, (B, T, I, H) = (10, 10, 1, 100), an LSTM training step split over 2
-# host devices took 1.3-1.4x the time of one device). Measured with
-# `python benchmarks/scaling.py` on a 2-core CPU (2 host devices, LSTM training step):
-# see MIN_ROWS_PER_DEVICE below and benchmarks/RESULTS.md.
-MIN_ROWS_PER_DEVICE = 16
+# fewer rows; every time step still pays the loop's fixed cost, each call pays a
+# fixed multi-device cost (about 0.25 ms on 2 host devices), and the devices meet
+# once per training step for the gradient all-reduce. A small step loses: at the
+# sine example's size, (B, T, I, H) = (10, 10, 1, 100), a 0.5 ms LSTM training step,
+# splitting over 2 host devices took 1.4-1.5x the time of one device; one row per
+# device lost too, 0.56x at (4, 4000, 8, 32) over 4 devices. Rows per device alone do
+# not decide it (2 rows per device at T = 4000 broke even, 5 at T = 10 lost), the
+# size of the work does. Measured with `python benchmarks/scaling.py` on a 2-core
+# CPU, LSTM training step, 3 runs (speedup of the split step over one device):
+#
+#   (B, T, I, H), n devices   rows/device  work/device  speedup   rule
+#   (10, 10, 1, 100), 2            5         2.0e6       0.65-0.71 no split
+#   (4, 4000, 8, 32), 2            2         4.2e7       0.70-1.13 no split (rows)
+#   (4, 4000, 8, 32), 4            1         2.1e7       0.56-0.89 no split (rows)
+#   (16, 1000, 16, 64), 4          4         8.3e7       1.30-1.43 split
+#   (16, 1000, 16, 64), 2          8         1.7e8       1.18-1.56 split
+#   (32, 100, 32, 128), 4          8         6.6e7       1.07-1.29 split
+#   (32, 100, 32, 128), 2         16         1.3e8       1.38-1.43 split
+#   (64, 100, 128, 256), 2        32         1.3e9       0.99-1.05 split (break-even)
+#   (128, 28, 28, 128), 2         64         1.4e8       1.39-1.44 split
+#
+# with work/device = rows per device x time steps x parameters (multiply-adds of the
+# recurrence, roughly). The rule: at least MIN_ROWS_PER_DEVICE rows and
+# MIN_WORK_PER_DEVICE work per device.
+MIN_ROWS_PER_DEVICE = 4
+MIN_WORK_PER_DEVICE = 2e7
 SPLITS = ("auto", True, False)
 
 
-def split_pays(rows: int, devices: int) -> bool:
-    """The measured rule: split a batch of ``rows`` over ``devices`` only if each gets
-    at least ``MIN_ROWS_PER_DEVICE`` rows.
+def split_pays(rows: int, devices: int, *, steps: int = 1, parameters: int = 0) -> bool:
+    """The measured rule: split a batch over ``devices`` only if each gets at least
+    ``MIN_ROWS_PER_DEVICE`` rows and ``rows / devices * steps * parameters`` is at
+    least ``MIN_WORK_PER_DEVICE`` (see the table in ``jaxrnn/parallel.py``).
+
+    Args:
+        rows: the batch size.
+        devices: the devices it would be split over.
+        steps: time steps per row (the sequence length).
+        parameters: floating-point parameters (or state elements) of the model.
 
     Example:
-        >>> split_pays(32, 2), split_pays(10, 2), split_pays(128, 1)
-        (True, False, False)
+        >>> lstm = 4 * 128 * (32 + 128 + 1)             # an LSTM, I = 32, H = 128
+        >>> split_pays(32, 2, steps=100, parameters=lstm)
+        True
+        >>> split_pays(10, 2, steps=10, parameters=4 * 100 * 102)   # the sine example
+        False
     """
-    return devices > 1 and rows // devices >= MIN_ROWS_PER_DEVICE
+    per_device = rows // devices
+    return (
+        devices > 1
+        and per_device >= MIN_ROWS_PER_DEVICE
+        and per_device * steps * parameters >= MIN_WORK_PER_DEVICE
+    )
+
+
+def batch_steps(batch: Any) -> int:
+    """Time steps per row of a batch: the longest second axis of its leaves with
+    feature axes (``(B, T, F)``), 1 if none has one."""
+    lens = [np.shape(a)[1] for a in jax.tree.leaves(batch) if np.ndim(a) >= 3]
+    return int(max(lens, default=1))
+
+
+def parameter_count(tree: Any) -> int:
+    """The number of floating-point elements in ``tree``."""
+    return int(
+        sum(
+            np.size(a)
+            for a in jax.tree.leaves(tree)
+            if hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.floating)
+        )
+    )
 
 
 def _check_split(split: Any, where: str) -> None:
@@ -745,11 +797,14 @@ def place(
     return jax.device_put(tree, sharding)
 
 
-def decide_split(split: Any, rows: int, devices: int) -> bool:
-    """Whether to split a batch of ``rows`` over ``devices`` (``split`` as in
-    ``data_parallel_step``)."""
+def decide_split(split: Any, batch: Any, params: Any, devices: int, where: str) -> bool:
+    """Whether to split ``batch`` over ``devices`` (``split`` as in ``data_parallel_step``),
+    for a model whose parameters (or state) are ``params``."""
+    rows = batch_rows(batch, where)
     if split == "auto":
-        return split_pays(rows, devices)
+        return split_pays(
+            rows, devices, steps=batch_steps(batch), parameters=parameter_count(params)
+        )
     return bool(split) and devices > 1
 
 
@@ -781,14 +836,16 @@ def data_parallel_step(
     process's own rows) is taken as it is. Outputs are replicated: ``float`` and
     ``np.asarray`` read them on every process.
 
-    Splitting pays only with enough rows per device (``split_pays``): with
+    Splitting pays only with enough rows and work per device (``split_pays``,
+    with the state's floating-point elements as the parameter count): with
     ``split="auto"`` a smaller batch runs whole on the mesh's first device
     instead (in a multi-process run: on every device, each with the whole batch),
-    so the step is never slower than one device at the shapes measured in
+    so the step is not slower than one device at the shapes measured in
     ``benchmarks/scaling.py``. The state then comes back on that device; the next
-    split step replicates it again. For a loss
-    function, ``jaxrnn.train.make_train_step(loss_fn, optimizer, mesh=mesh)``
-    (explicit per-device gradients and one ``lax.pmean``) is faster still.
+    split step replicates it again. For a loss function,
+    ``jaxrnn.train.make_train_step(loss_fn, optimizer, mesh=mesh)`` (explicit
+    per-device gradients and one ``lax.pmean``) measured the same or faster
+    (1.44x vs 1.22x one device at (128, 28, 28, 128) on 2 devices).
 
     Args:
         step_fn: the pure step; collectives over named axes (``lax.pmean``) are
@@ -853,7 +910,7 @@ def data_parallel_step(
 
     @functools.wraps(step_fn)
     def step(state, batch):
-        if decide_split(split, batch_rows(batch, where), n):
+        if decide_split(split, batch, state, n, where):
             _check_batch(batch, n, where)
             state = place(state, replicated, check="state", where=where)
             return jitted(state, place(batch, sharded))

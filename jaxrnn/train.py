@@ -270,8 +270,8 @@ def make_train_step(
     batch, so without dropout the result equals the one-device step up to
     float32 rounding. With dropout, device ``d`` draws its masks from
     ``fold_in(key, d)``: the same rate, other masks than one device draws. The
-    batch is split only when it pays (``jaxrnn.parallel.split_pays``: at least
-    ``MIN_ROWS_PER_DEVICE`` rows per device) unless ``split=True``; a batch that
+    batch is split only when it pays (``jaxrnn.parallel.split_pays``: enough rows
+    and work per device, measured) unless ``split=True``; a batch that
     is split must divide by the number of devices (the error says so); an
     unsplit batch runs whole on the mesh's first device (in a multi-process run,
     on every device, each with the whole batch).
@@ -377,7 +377,7 @@ def _data_parallel(whole_step, loss_fn, tx, metrics, clipnorm, mesh, split, wher
         return whole(state, parallel.place(batch, one), _put(key, one))
 
     def step(state: TrainState, batch: Any, key: Any):
-        if parallel.decide_split(split, parallel.batch_rows(batch, where), n):
+        if parallel.decide_split(split, batch, state.params, n, where):
             parallel._check_batch(batch, n, where)
             state = parallel.place(state, replicated, check="state", where=where)
             batch = parallel.place(batch, sharded)

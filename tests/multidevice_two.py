@@ -112,8 +112,10 @@ def main():
     assert not loop_bodies_with_all_reduce(hlo), loop_bodies_with_all_reduce(hlo)
 
     # The rule: too few rows per device run whole on every device (no split program).
-    assert not split_pays(2 * MIN_ROWS_PER_DEVICE - 1, 2)
-    assert split_pays(2 * MIN_ROWS_PER_DEVICE, 2)
+    lstm = 4 * H * (I + H + 1)
+    assert not split_pays(2 * MIN_ROWS_PER_DEVICE - 1, 2, steps=10**6, parameters=lstm)
+    assert split_pays(B, 2, steps=T, parameters=lstm)
+    assert not split_pays(B, 2, steps=2, parameters=lstm)  # too little work per device
     auto = make_train_step(loss_fn, opt, mesh=mesh)
     small = ((x[:6], lengths[:6]), y[:6])  # 3 rows per device: whole, though 6 divides by 2
     _, m3 = auto(TrainState.create(params, opt), small, None)
