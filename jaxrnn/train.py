@@ -339,6 +339,7 @@ def _data_parallel(whole_step, loss_fn, tx, metrics, clipnorm, mesh, split, wher
     axes = parallel._axes(mesh, None, where)
     parallel._check_split(split, where)
     n = parallel._devices_on(mesh, axes)
+    decide = parallel.SplitDecider(split, n, where)
     replicated = NamedSharding(mesh, PartitionSpec())
     sharded = NamedSharding(mesh, PartitionSpec(axes))
 
@@ -377,7 +378,7 @@ def _data_parallel(whole_step, loss_fn, tx, metrics, clipnorm, mesh, split, wher
         return whole(state, parallel.place(batch, one), _put(key, one))
 
     def step(state: TrainState, batch: Any, key: Any):
-        if parallel.decide_split(split, batch, state.params, n, where):
+        if decide(batch, state.params):
             parallel._check_batch(batch, n, where)
             state = parallel.place(state, replicated, check="state", where=where)
             batch = parallel.place(batch, sharded)
