@@ -18,6 +18,7 @@ same (Haar) distribution.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -90,12 +91,18 @@ def orthogonal(scale: float = 1.0, column_axis: int = -1):
             raise ValueError(
                 f"orthogonal: shape={tuple(shape)}; an orthogonal matrix needs at least 2 axes."
             )
-        cols = shape[column_axis]
-        rows = math.prod(shape) // cols
-        z = jax.random.normal(key, (max(rows, cols), min(rows, cols)), dtype)
-        q = _householder_q(z)
-        q = q.T if rows < cols else q  # (rows, cols)
-        q = jnp.reshape(q, tuple(np.delete(shape, column_axis)) + (cols,))
-        return jnp.asarray(scale, dtype) * jnp.moveaxis(q, -1, column_axis)
+        return _orthogonal(key, tuple(shape), jnp.dtype(dtype), float(scale), column_axis)
 
     return init
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _orthogonal(key, shape, dtype, scale, column_axis):
+    """The initialiser's computation, compiled once per shape (inlined under an outer jit)."""
+    cols = shape[column_axis]
+    rows = math.prod(shape) // cols
+    z = jax.random.normal(key, (max(rows, cols), min(rows, cols)), dtype)
+    q = _householder_q(z)
+    q = q.T if rows < cols else q  # (rows, cols)
+    q = jnp.reshape(q, tuple(np.delete(shape, column_axis)) + (cols,))
+    return jnp.asarray(scale, dtype) * jnp.moveaxis(q, -1, column_axis)

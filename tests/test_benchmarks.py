@@ -33,7 +33,7 @@ def test_benchmark_suite_quick(tmp_path):
     assert "jaxrnn, remat='sqrt'" in report
     assert "## Sweeps: N configurations vmapped" in report
     assert "## Memory options: training-step time by sequence length" in report
-    assert "| gru | 200, 4, 3, 8 |" in report
+    assert "| lstm | 200, 4, 3, 8 |" in report
 
 
 def test_lstm_backward_choice_quick():
