@@ -37,9 +37,10 @@ the exit status 1.
 Sweeps: ``sweep(train_fn, table, mesh=data_mesh(n))`` against ``sweep(train_fn,
 table)`` (one device), 8 configurations (4 learning rates x 2 seeds), 20 SGD steps
 of the same model each, compiled first (the program is cached per ``train_fn``),
-then timed interleaved. ``train_fn`` builds its parameters from the seed with a
-normal recurrent initialiser: an orthogonal one (a QR inside the sharded program)
-has been seen to stall a sharded sweep on several host devices.
+then timed interleaved. ``train_fn`` builds its parameters from the seed with
+jaxrnn's defaults (Keras': an orthogonal recurrent kernel), as the README's sweep
+does; jaxrnn's orthogonal initialiser calls no LAPACK kernel, whose batched form
+used to stall a sharded sweep on several host devices.
 
 speedup = one-device time / variant time (above 1: the variant is faster).
 """
@@ -277,11 +278,8 @@ def make_sweep_train(shape, steps):
     x, y = (jnp.asarray(a) for a in make_data(B, T, I))
 
     def train_fn(hp):
-        # Parameters from the seed with a *normal* recurrent initialiser (no QR in the
-        # sharded program; see the module docstring).
-        params = init_model(
-            jax.random.key(hp["seed"]), I, H, recurrent_init=jax.nn.initializers.normal(0.1)
-        )
+        # Parameters from the seed with the default (orthogonal) recurrent initialiser.
+        params = init_model(jax.random.key(hp["seed"]), I, H)
         opt = optax.sgd(hp["lr"])
 
         def step(carry, _):
@@ -752,9 +750,8 @@ def render(args, meta, steps, sweeps, problems, load_before, load_after, elapsed
             + (f"; MISMATCH: {'; '.join(bad_sweep)}" if bad_sweep else "")
         )
     lines.append(
-        "- sweeps build their parameters inside `train_fn` from the seed with a normal "
-        "recurrent initialiser (an orthogonal one, a QR in the sharded program, has been "
-        "seen to stall a sharded sweep on several host devices)"
+        "- sweeps build their parameters inside `train_fn` from the seed with jaxrnn's "
+        "default (orthogonal, LAPACK-free) recurrent initialiser"
     )
     for key, problem in problems.items():
         what = "sweep " if key[0] == "sweep" else ""

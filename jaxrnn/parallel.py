@@ -778,18 +778,31 @@ def whole_sharding(mesh: Mesh) -> jax.sharding.Sharding:
 def place(
     tree: Any, sharding: jax.sharding.Sharding, *, check: str | None = None, where: str = ""
 ) -> Any:
-    """``jax.device_put(tree, sharding)``, skipped when the tree's first array already
-    has that sharding (a state carried from step to step): for small steps the
-    placement of every leaf costs more than the step.
+    """``jax.device_put(tree, sharding)``, skipped when the tree's first and last arrays
+    already have that sharding (a state carried from step to step), or when host
+    (NumPy) data goes to one device (the jitted call copies it there with its
+    committed arguments): for small steps the placement costs more than the step.
 
     Across processes it is ``put_global`` (no communication); with ``check`` (what
     the tree is, for the message) the processes' values are first compared
     (``check_same``), which every process must then call too."""
     leaves = jax.tree.leaves(tree)
-    first = leaves[0] if leaves else None
-    if isinstance(first, jax.Array) and first.sharding == sharding:
-        if all(isinstance(a, jax.Array) and a.sharding == sharding for a in leaves):
-            return tree
+    if not leaves:
+        return tree
+    first, last = leaves[0], leaves[-1]
+    if (
+        isinstance(first, jax.Array)
+        and isinstance(last, jax.Array)
+        and first.sharding == sharding
+        and last.sharding == sharding
+    ):
+        return tree  # placed as a whole before (by a step): checking two leaves suffices
+    if (
+        isinstance(sharding, jax.sharding.SingleDeviceSharding)
+        and not any(isinstance(a, jax.Array) for a in leaves)
+        and not _spans_processes(sharding)
+    ):
+        return tree  # host data: the jitted call copies it next to its committed arguments
     if _spans_processes(sharding):
         if check is not None:
             check_same(tree, check, where)
