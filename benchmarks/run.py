@@ -307,8 +307,9 @@ def torch_threads(requested: int | None) -> str:
 
 
 def git(*cmd: str) -> str:
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}  # read only: never touch the index
     return subprocess.run(
-        ["git", *cmd], cwd=HERE, capture_output=True, text=True, check=True
+        ["git", *cmd], cwd=HERE, capture_output=True, text=True, check=True, env=env
     ).stdout.strip()
 
 

@@ -66,7 +66,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # also when loaded by path from elsewhere (tests)
     sys.path.insert(0, str(HERE))
 
-from run import SHAPES, fmt_ms, fmt_shape, machine_info, versions  # noqa: E402
+from run import SHAPES, fmt_ms, fmt_shape, git_revision, machine_info, versions  # noqa: E402
 
 QUICK_SHAPES = [(8, 10, 4, 16)]
 SWEEP_SHAPES = [(10, 10, 1, 100), (32, 100, 32, 128)]
@@ -485,23 +485,6 @@ def load_average() -> str:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         return "?"
-
-
-def git_revision() -> str:
-    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}  # read only: never touch the index
-
-    def git(*cmd):
-        return subprocess.run(
-            ["git", *cmd], cwd=HERE, capture_output=True, text=True, check=True, env=env
-        ).stdout.strip()
-
-    try:
-        revision = f"git {git('rev-parse', '--short', 'HEAD')}"
-        if git("status", "--porcelain", "--untracked-files=no"):
-            revision += " + uncommitted changes"
-        return revision
-    except (OSError, subprocess.CalledProcessError):
-        return "not a git checkout"
 
 
 def med(rec, name, stat="median_ms"):
