@@ -20,8 +20,12 @@ import jaxrnn
 
 B, I, H = 16, 16, 64
 MB = 2**20
-OPTIONS = {"default": {}, "remat='step'": {"remat": "step"}, "remat='sqrt'": {"remat": "sqrt"},
-           "impl='scan'": {"impl": "scan"}}
+OPTIONS = {
+    "default": {},
+    "remat='step'": {"remat": "step"},
+    "remat='sqrt'": {"remat": "sqrt"},
+    "impl='scan'": {"impl": "scan"},
+}
 
 
 def temp_mib(fn, *args) -> float:
@@ -38,10 +42,15 @@ def main(argv=None) -> int:
     print("|---|" + "---|" * len(OPTIONS))
     runs = {
         f"forward, last output, T = {100_000 // scale:,}": (
-            lambda kw: lambda p, x: jaxrnn.lstm(p, x, **kw), 100_000 // scale),
+            lambda kw: lambda p, x: jaxrnn.lstm(p, x, **kw),
+            100_000 // scale,
+        ),
         f"training step, T = {20_000 // scale:,}": (
-            lambda kw: jax.grad(lambda p, x: jnp.mean(jaxrnn.lstm(p, x, return_sequences=True, **kw) ** 2)),
-            20_000 // scale),
+            lambda kw: jax.grad(
+                lambda p, x: jnp.mean(jaxrnn.lstm(p, x, return_sequences=True, **kw) ** 2)
+            ),
+            20_000 // scale,
+        ),
     }
     for name, (make, T) in runs.items():
         x = jax.ShapeDtypeStruct((B, T, I), jnp.float32)

@@ -44,7 +44,9 @@ def init_model(key, units: int):
 
 
 def predict(params, x, matmul_dtype=None):
-    h = jaxrnn.simple_rnn(params["rnn"], x, activation="relu", matmul_dtype=matmul_dtype)  # (B, units)
+    h = jaxrnn.simple_rnn(
+        params["rnn"], x, activation="relu", matmul_dtype=matmul_dtype
+    )  # (B, units)
     return h @ params["w"] + params["b"]  # (B, 1)
 
 

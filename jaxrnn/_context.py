@@ -23,9 +23,7 @@ from collections.abc import Iterator
 _PARTITIONED: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "jaxrnn_batch_partitioned", default=False
 )
-_BATCH_AXES: contextvars.ContextVar[tuple] = contextvars.ContextVar(
-    "jaxrnn_batch_axes", default=()
-)
+_BATCH_AXES: contextvars.ContextVar[tuple] = contextvars.ContextVar("jaxrnn_batch_axes", default=())
 
 
 @contextlib.contextmanager

@@ -32,6 +32,7 @@ from ._simple_rnn import rnn_step
 
 IMPLS = ("auto", "fast", "scan")
 
+
 def lstm_autodiff_min_batch() -> int:
     """The batch size from which the fused LSTM's gradient is autodiff.
 

@@ -39,9 +39,7 @@ def _forward(xw, u, b, h0, mask, activation, opts: LoopOptions, save: bool):
             return h_new, (h_new, None)
         return jnp.where(m, h_new, h), (jnp.where(m, h_new, h), h_new if save else None)
 
-    h, (hs, h_new) = jax.lax.scan(
-        body, h0, (xw, mask), reverse=opts.reverse, unroll=opts.unroll
-    )
+    h, (hs, h_new) = jax.lax.scan(body, h0, (xw, mask), reverse=opts.reverse, unroll=opts.unroll)
     ys = hs if mask is None else jnp.where(mask, hs, 0)
     return ys, h, (hs, hs if h_new is None else h_new)
 

@@ -54,6 +54,7 @@ from ._state import zero_state
 
 __all__ = ["GRU", "INITIALIZERS", "LSTM", "Bidirectional", "RecurrentState", "SimpleRNN", "Stacked"]
 
+
 class RecurrentState(nnx.Variable):
     """The carry a ``stateful=True`` layer keeps between calls (not a parameter).
 

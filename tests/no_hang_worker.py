@@ -104,8 +104,19 @@ def training_steps(hidden, repeats):
         np.testing.assert_allclose(got, want["loss"], rtol=1e-5)
         _, got = explicit(TrainState.create(params, opt), (x, y), None)
         np.testing.assert_allclose(got["loss"], want["loss"], rtol=1e-5)
-    fit(loss_fn, params, opt, x, y, epochs=1, batch_size=B // 2, key=jax.random.key(2),
-        mesh=mesh, split=True, verbose=0)
+    fit(
+        loss_fn,
+        params,
+        opt,
+        x,
+        y,
+        epochs=1,
+        batch_size=B // 2,
+        key=jax.random.key(2),
+        mesh=mesh,
+        split=True,
+        verbose=0,
+    )
 
 
 def main():
@@ -114,16 +125,27 @@ def main():
     n = jax.device_count()
     assert n == int(os.environ["JAX_NUM_CPU_DEVICES"]), jax.devices()
     checks = [
-        (f"sweep rnn H={h}", lambda h=h: keras_default_sweep(jaxrnn.init_rnn, jaxrnn.simple_rnn, h, repeats))
+        (
+            f"sweep rnn H={h}",
+            lambda h=h: keras_default_sweep(jaxrnn.init_rnn, jaxrnn.simple_rnn, h, repeats),
+        )
         for h in (32, 100, 256)
     ]
-    checks.append(("sweep lstm H=100", lambda: keras_default_sweep(jaxrnn.init_lstm, jaxrnn.lstm, 100, repeats)))
+    checks.append(
+        (
+            "sweep lstm H=100",
+            lambda: keras_default_sweep(jaxrnn.init_lstm, jaxrnn.lstm, 100, repeats),
+        )
+    )
     checks.append(("sweep with a batched QR H=100", lambda: batched_qr_sweep(100, repeats)))
     checks.append(("training steps H=100", lambda: training_steps(100, repeats)))
     for name, check in checks:
         start = time.perf_counter()
         check()
-        print(f"{n} devices: {name}: {repeats} runs in {time.perf_counter() - start:.1f} s", flush=True)
+        print(
+            f"{n} devices: {name}: {repeats} runs in {time.perf_counter() - start:.1f} s",
+            flush=True,
+        )
     print("OK")
 
 

@@ -38,8 +38,15 @@ def test_benchmark_suite_quick(tmp_path):
 
 def test_lstm_backward_choice_quick():
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "lstm_backward.py"), "--quick"], capture_output=True, text=True, timeout=300
+        [sys.executable, str(BENCH / "lstm_backward.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    rows = [line for line in proc.stdout.splitlines() if line.startswith("| 8, ") or line.startswith("| 64, ")]
+    rows = [
+        line
+        for line in proc.stdout.splitlines()
+        if line.startswith("| 8, ") or line.startswith("| 64, ")
+    ]
     assert len(rows) == 2 and rows[0].endswith("| hand |") and rows[1].endswith("| autodiff |")

@@ -20,7 +20,8 @@ def _randomise(params, key, scale=0.5):
     leaves, tree = jax.tree.flatten(params)
     keys = jax.random.split(key, len(leaves))
     return jax.tree.unflatten(
-        tree, [scale * jax.random.normal(k, v.shape, v.dtype) for k, v in zip(keys, leaves, strict=True)]
+        tree,
+        [scale * jax.random.normal(k, v.shape, v.dtype) for k, v in zip(keys, leaves, strict=True)],
     )
 
 
@@ -32,14 +33,17 @@ def _relu(a):
 CELLS = {
     "rnn": (jaxrnn.init_rnn, jaxrnn.rnn_step, {}, lambda p, c, x: (rnn_ref(p, c[0], x),)),
     "rnn_relu": (
-        jaxrnn.init_rnn, jaxrnn.rnn_step, {"activation": "relu"},
+        jaxrnn.init_rnn,
+        jaxrnn.rnn_step,
+        {"activation": "relu"},
         lambda p, c, x: (rnn_ref(p, c[0], x, act=_relu),),
     ),
     "lstm": (jaxrnn.init_lstm, jaxrnn.lstm_step, {}, lambda p, c, x: lstm_ref(p, c[0], c[1], x)),
     "gru": (jaxrnn.init_gru, jaxrnn.gru_step, {}, lambda p, c, x: (gru_ref(p, c[0], x),)),
     "gru_reset_before": (
         functools.partial(jaxrnn.init_gru, reset_after=False),
-        jaxrnn.gru_step, {"reset_after": False},
+        jaxrnn.gru_step,
+        {"reset_after": False},
         lambda p, c, x: (gru_ref(p, c[0], x, reset_after=False),),
     ),
 }
@@ -47,7 +51,9 @@ CELLS = {
 
 def make(name, input_size=3, hidden=4, seed=0, dtype=jnp.float32):
     init, step, kwargs, ref = CELLS[name]
-    p = _randomise(init(jax.random.key(seed), input_size, hidden, dtype=dtype), jax.random.key(seed + 1))
+    p = _randomise(
+        init(jax.random.key(seed), input_size, hidden, dtype=dtype), jax.random.key(seed + 1)
+    )
     return p, functools.partial(step, **kwargs), ref
 
 
@@ -55,7 +61,9 @@ def random_carry(p, batch_shape, key):
     zero = jaxrnn.zero_state(p, batch_shape)
     leaves, tree = jax.tree.flatten(zero)
     keys = jax.random.split(key, len(leaves))
-    return jax.tree.unflatten(tree, [jax.random.normal(k, v.shape, v.dtype) for k, v in zip(keys, leaves, strict=True)])
+    return jax.tree.unflatten(
+        tree, [jax.random.normal(k, v.shape, v.dtype) for k, v in zip(keys, leaves, strict=True)]
+    )
 
 
 def as_tuple(carry):
@@ -69,7 +77,9 @@ def test_step_matches_numpy_reference(name, batch_shape):
     carry = random_carry(p, batch_shape, jax.random.key(7))
     x = jax.random.normal(jax.random.key(8), (*batch_shape, 3))
     new, y = step(p, carry, x)
-    want = ref(p, tuple(np.asarray(c, np.float64) for c in as_tuple(carry)), np.asarray(x, np.float64))
+    want = ref(
+        p, tuple(np.asarray(c, np.float64) for c in as_tuple(carry)), np.asarray(x, np.float64)
+    )
     for got, w in zip(as_tuple(new), want, strict=True):
         assert got.shape == (*batch_shape, 4)
         np.testing.assert_allclose(got, w, atol=1e-5, rtol=1e-5)
@@ -100,7 +110,11 @@ def test_jit_equals_eager_and_vmap_equals_loop(name):
     mapped = jax.vmap(step, in_axes=(None, 0, 0))(p, carry, x)
     looped = [step(p, jax.tree.map(lambda a, i=i: a[i], carry), x[i]) for i in range(4)]
     for i in range(4):
-        for a, b in zip(jax.tree.leaves(looped[i]), jax.tree.leaves(jax.tree.map(lambda a, i=i: a[i], mapped)), strict=True):
+        for a, b in zip(
+            jax.tree.leaves(looped[i]),
+            jax.tree.leaves(jax.tree.map(lambda a, i=i: a[i], mapped)),
+            strict=True,
+        ):
             np.testing.assert_allclose(a, b, atol=1e-6)
     for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(jitted), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
@@ -146,7 +160,9 @@ def test_hidden_size_one_and_unbatched(name):
     carry = random_carry(p, (), jax.random.key(0))
     x = jnp.array([0.3, -0.7])
     new, y = step(p, carry, x)
-    want = ref(p, tuple(np.asarray(c, np.float64) for c in as_tuple(carry)), np.asarray(x, np.float64))
+    want = ref(
+        p, tuple(np.asarray(c, np.float64) for c in as_tuple(carry)), np.asarray(x, np.float64)
+    )
     assert y.shape == (1,)
     np.testing.assert_allclose(y, want[0], atol=1e-6)
 
@@ -156,9 +172,13 @@ def test_activation_names_equal_callables():
     carry = random_carry(p, (2,), jax.random.key(0))
     x = jnp.ones((2, 3))
     a = jaxrnn.lstm_step(p, carry, x, activation="relu", recurrent_activation="hard_sigmoid")
-    b = jaxrnn.lstm_step(p, carry, x, activation=jax.nn.relu, recurrent_activation=jax.nn.hard_sigmoid)
+    b = jaxrnn.lstm_step(
+        p, carry, x, activation=jax.nn.relu, recurrent_activation=jax.nn.hard_sigmoid
+    )
     hs = lambda v: np.clip((v + 3) / 6, 0, 1)  # Keras 3 hard_sigmoid  # noqa: E731
-    want = lstm_ref(p, *(np.asarray(c, np.float64) for c in carry), np.asarray(x, np.float64), act=_relu, rec=hs)
+    want = lstm_ref(
+        p, *(np.asarray(c, np.float64) for c in carry), np.asarray(x, np.float64), act=_relu, rec=hs
+    )
     np.testing.assert_allclose(a[1], b[1], atol=0)
     np.testing.assert_allclose(a[1], want[0], atol=1e-5)
 
@@ -169,7 +189,13 @@ def test_dropout_masks_in_step_match_reference(name, per_gate):
     p, step, _ = make(name)
     gates = {"rnn": 1, "lstm": 4}.get(name, 3)
     masks = jaxrnn.make_dropout_masks(
-        jax.random.key(2), (5,), 3, 4, gates, dropout=0.4, recurrent_dropout=0.3 if per_gate else 0.0
+        jax.random.key(2),
+        (5,),
+        3,
+        4,
+        gates,
+        dropout=0.4,
+        recurrent_dropout=0.3 if per_gate else 0.0,
     )
     carry = random_carry(p, (5,), jax.random.key(3))
     x = jax.random.normal(jax.random.key(4), (5, 3))
@@ -190,7 +216,9 @@ def test_dropout_masks_in_step_match_reference(name, per_gate):
 
 
 def test_dropout_masks_structure_and_scale():
-    m = jaxrnn.make_dropout_masks(jax.random.key(0), (4000,), 3, 5, 4, dropout=0.25, recurrent_dropout=0.5)
+    m = jaxrnn.make_dropout_masks(
+        jax.random.key(0), (4000,), 3, 5, 4, dropout=0.25, recurrent_dropout=0.5
+    )
     assert m.input.shape == (4000, 4, 3) and m.recurrent.shape == (4000, 4, 5)
     np.testing.assert_allclose(np.unique(np.asarray(m.input)), [0.0, 1 / 0.75], rtol=1e-6)
     assert abs(float((m.input == 0).mean()) - 0.25) < 0.01
@@ -215,7 +243,9 @@ def test_init_defaults_match_keras():
     assert g.bias.shape == (24,) and g.recurrent_bias.shape == (24,)
     g0 = jaxrnn.init_gru(jax.random.key(0), 6, 8, reset_after=False)
     assert g0.recurrent_bias is None
-    r = jaxrnn.init_rnn(jax.random.key(0), 6, 8, dtype=jnp.bfloat16, bias_init=jax.nn.initializers.ones)
+    r = jaxrnn.init_rnn(
+        jax.random.key(0), 6, 8, dtype=jnp.bfloat16, bias_init=jax.nn.initializers.ones
+    )
     assert r.kernel.dtype == jnp.bfloat16
     np.testing.assert_array_equal(np.asarray(r.bias, np.float32), np.ones(8))
 

@@ -90,6 +90,9 @@ def test_first_nonfinite_finds_the_overflow_step_of_an_exploding_layer():
     assert not np.isfinite(found.value)
     # steps masked out never count: with every sequence cut before the overflow, all is finite
     short = jnp.array([expected, expected])
-    assert first_nonfinite(jaxrnn.simple_rnn, [ok, boom], x, activation="linear", seq_lengths=short) is None
+    assert (
+        first_nonfinite(jaxrnn.simple_rnn, [ok, boom], x, activation="linear", seq_lengths=short)
+        is None
+    )
     with pytest.raises(FloatingPointError, match=f"layer 1 outputs .* at time step {expected}"):
         check_finite(jaxrnn.simple_rnn, [ok, boom], x, activation="linear")

@@ -176,7 +176,9 @@ def test_sine_regression_beats_repeat_last_value_baseline(tmp_path, capsys):
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_sine_regression_with_half_precision_matmuls(dtype):
     """Half-precision matmuls (float32 state) stay finite and still beat the baseline."""
-    res = load("sine_regression").main(["--steps", "300", "--verbose", "0", "--matmul-dtype", dtype])
+    res = load("sine_regression").main(
+        ["--steps", "300", "--verbose", "0", "--matmul-dtype", dtype]
+    )
     assert np.isfinite(res["val_mse"]) and res["val_mse"] < 0.8 * res["baseline_mse"], res
     assert res["train_mse"] < 0.01
 

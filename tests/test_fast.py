@@ -62,7 +62,17 @@ def assert_trees_close(a, b, atol=1e-5):
         {"dropout": 0.4, "seq_lengths": [6, 5, 3]},
         {"no_bias": True},
     ],
-    ids=["plain", "backwards", "lengths", "lengths-backwards", "mask", "time-major", "unroll3", "dropout", "no-bias"],
+    ids=[
+        "plain",
+        "backwards",
+        "lengths",
+        "lengths-backwards",
+        "mask",
+        "time-major",
+        "unroll3",
+        "dropout",
+        "no-bias",
+    ],
 )
 def test_fast_equals_scan_outputs_and_gradients(name, opts):
     layer, cell, kw = LAYERS[name]
@@ -85,12 +95,24 @@ def test_fast_equals_scan_outputs_and_gradients(name, opts):
     w = jax.random.normal(jax.random.key(4), (T, B, 4) if opts.get("time_major") else (B, T, 4))
 
     def loss(p, x, s0, impl):
-        seq, final = layer(p, x, initial_state=s0, return_sequences=True, return_state=True,
-                           impl=impl, **kw, **opts)
+        seq, final = layer(
+            p,
+            x,
+            initial_state=s0,
+            return_sequences=True,
+            return_state=True,
+            impl=impl,
+            **kw,
+            **opts,
+        )
         return jnp.sum(seq * w) + sum(jnp.sum(jnp.sin(v)) for v in jax.tree.leaves(final))
 
-    fast = layer(p, x, initial_state=s0, return_sequences=True, return_state=True, impl="fast", **kw, **opts)
-    scan = layer(p, x, initial_state=s0, return_sequences=True, return_state=True, impl="scan", **kw, **opts)
+    fast = layer(
+        p, x, initial_state=s0, return_sequences=True, return_state=True, impl="fast", **kw, **opts
+    )
+    scan = layer(
+        p, x, initial_state=s0, return_sequences=True, return_state=True, impl="scan", **kw, **opts
+    )
     assert_trees_close(fast, scan)
     grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)), static_argnums=3)  # one compile per impl
     assert_trees_close(grad(p, x, s0, "fast"), grad(p, x, s0, "scan"))
@@ -101,14 +123,18 @@ def test_fast_bidirectional_and_stacked(name):
     layer, cell, _ = LAYERS[name]
     init = {"lstm": jaxrnn.init_lstm, "gru": jaxrnn.init_gru}[cell]
     ks = jax.random.split(jax.random.key(0), 4)
-    ps = [BidirectionalParams(init(ks[0], I, 4), init(ks[1], I, 4)),
-          BidirectionalParams(init(ks[2], 8, 4), init(ks[3], 8, 4))]
+    ps = [
+        BidirectionalParams(init(ks[0], I, 4), init(ks[1], I, 4)),
+        BidirectionalParams(init(ks[2], 8, 4), init(ks[3], 8, 4)),
+    ]
     x = jax.random.normal(jax.random.key(2), (B, T, I))
     sl = jnp.array([6, 3, 1])
 
     def loss(ps, impl):
         bi = functools.partial(jaxrnn.bidirectional, layer, impl=impl)
-        out = jaxrnn.stacked(bi, ps, x, seq_lengths=sl, return_sequences=True, dropout=0.3, key=ks[0])
+        out = jaxrnn.stacked(
+            bi, ps, x, seq_lengths=sl, return_sequences=True, dropout=0.3, key=ks[0]
+        )
         return jnp.sum(out**2)
 
     assert_trees_close(loss(ps, "fast"), loss(ps, "scan"))
@@ -145,7 +171,9 @@ def test_grad_of_grad_through_fast_path(name):
     def outer(x, impl):  # a gradient penalty: ||d inner / dx||²
         return jnp.sum(jax.grad(inner)(x, impl) ** 2)
 
-    np.testing.assert_allclose(jax.grad(outer)(x, "fast"), jax.grad(outer)(x, "scan"), atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(
+        jax.grad(outer)(x, "fast"), jax.grad(outer)(x, "scan"), atol=1e-4, rtol=1e-4
+    )
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru"])
@@ -195,7 +223,9 @@ def test_auto_falls_back_and_fast_refuses_unsupported_options():
 
 @pytest.mark.parametrize("name", ["rnn_relu", "lstm", "lstm_autodiff", "gru"])
 @pytest.mark.parametrize("remat", ["step", "sqrt"])
-@pytest.mark.parametrize("steps,opts", [(7, {}), (10, {"go_backwards": True, "lengths": [10, 3, 0]}), (1, {}), (0, {})])
+@pytest.mark.parametrize(
+    "steps,opts", [(7, {}), (10, {"go_backwards": True, "lengths": [10, 3, 0]}), (1, {}), (0, {})]
+)
 def test_remat_gives_the_same_values_and_gradients(name, remat, steps, opts):
     layer, cell, kw = LAYERS[name]
     p, _, _ = make(cell)
@@ -222,7 +252,9 @@ def test_remat_in_the_generic_driver_with_a_custom_step():
     sl = jnp.array([11, 4])
     ref = jaxrnn.unroll(ema, 0.9, xs, jnp.zeros((2, 1)), seq_lengths=sl, reverse=True)
     for remat in ("step", "sqrt"):
-        got = jaxrnn.unroll(ema, 0.9, xs, jnp.zeros((2, 1)), seq_lengths=sl, reverse=True, remat=remat)
+        got = jaxrnn.unroll(
+            ema, 0.9, xs, jnp.zeros((2, 1)), seq_lengths=sl, reverse=True, remat=remat
+        )
         assert_trees_close(got, ref, atol=1e-6)
     with pytest.raises(ValueError, match="unknown remat='half'"):
         jaxrnn.unroll(ema, 0.9, xs, jnp.zeros((2, 1)), remat="half")
@@ -234,7 +266,9 @@ def test_remat_sqrt_reduces_compiled_memory():
     x = jax.random.normal(jax.random.key(2), (8, 1024, 4))
 
     def temp_bytes(remat):
-        f = jax.jit(jax.grad(lambda p: jnp.sum(jaxrnn.lstm(p, x, return_sequences=True, remat=remat) ** 2)))
+        f = jax.jit(
+            jax.grad(lambda p: jnp.sum(jaxrnn.lstm(p, x, return_sequences=True, remat=remat) ** 2))
+        )
         return f.lower(p).compile().memory_analysis().temp_size_in_bytes
 
     full, sqrt = temp_bytes(None), temp_bytes("sqrt")
@@ -249,7 +283,15 @@ def test_bfloat16_matmuls_keep_float32_state_and_stay_close(name):
     x = jax.random.normal(jax.random.key(2), (B, 20, I))
 
     def run(p, md):
-        return layer(p, x, return_sequences=True, return_state=True, matmul_dtype=md, seq_lengths=jnp.array([20, 9, 0]), **kw)
+        return layer(
+            p,
+            x,
+            return_sequences=True,
+            return_state=True,
+            matmul_dtype=md,
+            seq_lengths=jnp.array([20, 9, 0]),
+            **kw,
+        )
 
     (seq, fin), (seq32, _) = run(p, jnp.bfloat16), run(p, None)
     assert seq.dtype == jnp.float32 and all(v.dtype == jnp.float32 for v in jax.tree.leaves(fin))
@@ -265,7 +307,9 @@ def test_bfloat16_matmuls_keep_float32_state_and_stay_close(name):
 def test_matmul_dtype_needs_the_fused_path():
     p, _, _ = make("lstm")
     x = jnp.ones((B, T, I))
-    with pytest.raises(ValueError, match="matmul_dtype='bfloat16' needs the fused path.*activations other"):
+    with pytest.raises(
+        ValueError, match="matmul_dtype='bfloat16' needs the fused path.*activations other"
+    ):
         jaxrnn.lstm(p, x, activation="relu", matmul_dtype=jnp.bfloat16)
     with pytest.raises(ValueError, match="impl='scan'"):
         jaxrnn.lstm(p, x, impl="scan", matmul_dtype=jnp.bfloat16)
@@ -282,15 +326,23 @@ def test_lstm_backward_switches_to_autodiff_at_large_batches(monkeypatch):
     original = _fast_lstm._project_in_loop
     monkeypatch.setattr(_fast_lstm, "_project_in_loop", lambda *a: calls.append(1) or original(*a))
     p, _, _ = make("lstm")
-    for batch, expected in [(jaxrnn._fast.AUTODIFF_MIN_BATCH, 1), (jaxrnn._fast.AUTODIFF_MIN_BATCH - 1, 0)]:
+    for batch, expected in [
+        (jaxrnn._fast.AUTODIFF_MIN_BATCH, 1),
+        (jaxrnn._fast.AUTODIFF_MIN_BATCH - 1, 0),
+    ]:
         calls.clear()
         x = jax.random.normal(jax.random.key(2), (batch, T, I))
         sl = jnp.arange(batch) % (T + 1)
 
         def loss(p, x, impl, sl=sl):
-            return jnp.sum(jnp.sin(jaxrnn.lstm(p, x, seq_lengths=sl, return_sequences=True, impl=impl)))
+            return jnp.sum(
+                jnp.sin(jaxrnn.lstm(p, x, seq_lengths=sl, return_sequences=True, impl=impl))
+            )
 
-        assert_trees_close(jaxrnn.lstm(p, x, seq_lengths=sl, impl="fast"), jaxrnn.lstm(p, x, seq_lengths=sl, impl="scan"))
+        assert_trees_close(
+            jaxrnn.lstm(p, x, seq_lengths=sl, impl="fast"),
+            jaxrnn.lstm(p, x, seq_lengths=sl, impl="scan"),
+        )
         assert len(calls) == 0  # the forward alone never takes it
         g_fast = jax.grad(loss, argnums=(0, 1))(p, x, "fast")
         assert len(calls) == expected

@@ -34,8 +34,15 @@ def test_layer_matches_reference(name, go_backwards, lengths):
     s0 = random_carry(p, (3,), jax.random.key(1))
     x = jax.random.normal(jax.random.key(2), (3, 5, 3))
     sl = None if lengths is None else jnp.array(lengths)
-    seq, final = layer(p, x, initial_state=s0, return_sequences=True, return_state=True,
-                       go_backwards=go_backwards, seq_lengths=sl)
+    seq, final = layer(
+        p,
+        x,
+        initial_state=s0,
+        return_sequences=True,
+        return_state=True,
+        go_backwards=go_backwards,
+        seq_lengths=sl,
+    )
     last = layer(p, x, initial_state=s0, go_backwards=go_backwards, seq_lengths=sl)
     want_final, aligned = run_ref(ref(p), as_tuple(s0), x, lengths, reverse=go_backwards)
     want_seq = aligned[:, ::-1] if go_backwards else aligned  # Keras: processing order
@@ -55,15 +62,21 @@ def test_time_major_and_jit(name):
     p, _, _ = make(cell)
     x = jax.random.normal(jax.random.key(0), (2, 6, 3))
     a = layer(p, x, return_sequences=True, seq_lengths=jnp.array([6, 3]))
-    b = layer(p, jnp.swapaxes(x, 0, 1), return_sequences=True, time_major=True, seq_lengths=jnp.array([6, 3]))
-    c = jax.jit(functools.partial(layer, return_sequences=True))(p, x, seq_lengths=jnp.array([6, 3]))
+    b = layer(
+        p,
+        jnp.swapaxes(x, 0, 1),
+        return_sequences=True,
+        time_major=True,
+        seq_lengths=jnp.array([6, 3]),
+    )
+    c = jax.jit(functools.partial(layer, return_sequences=True))(
+        p, x, seq_lengths=jnp.array([6, 3])
+    )
     np.testing.assert_allclose(a, jnp.swapaxes(b, 0, 1), atol=1e-6)
     np.testing.assert_allclose(a, c, atol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "shape,units", [((2, 1, 3), 2), ((1, 4, 2), 3), ((32, 10, 100), 128)]
-)
+@pytest.mark.parametrize("shape,units", [((2, 1, 3), 2), ((1, 4, 2), 3), ((32, 10, 100), 128)])
 def test_tutorial_shapes(shape, units):
     x = jnp.ones(shape)
     p = jaxrnn.init_rnn(jax.random.key(0), shape[-1], units)
@@ -89,7 +102,9 @@ def test_mask_equals_seq_lengths():
     sl = jnp.array([5, 1, 3])
     mask = jnp.arange(5)[None] < sl[:, None]
     for gb in (False, True):
-        a = jaxrnn.gru(p, x, seq_lengths=sl, return_sequences=True, go_backwards=gb, return_state=True)
+        a = jaxrnn.gru(
+            p, x, seq_lengths=sl, return_sequences=True, go_backwards=gb, return_state=True
+        )
         b = jaxrnn.gru(p, x, mask=mask, return_sequences=True, go_backwards=gb, return_state=True)
         np.testing.assert_array_equal(a[0], b[0])
         np.testing.assert_array_equal(a[1], b[1])
@@ -104,7 +119,15 @@ def test_dropout_off_in_inference_and_fixed_across_time(name):
     key = jax.random.key(3)
     for k in (None, key):  # training=False: no dropout, whatever the key
         np.testing.assert_array_equal(
-            layer(p, x, return_sequences=True, dropout=0.5, recurrent_dropout=0.5, key=k, training=False),
+            layer(
+                p,
+                x,
+                return_sequences=True,
+                dropout=0.5,
+                recurrent_dropout=0.5,
+                key=k,
+                training=False,
+            ),
             plain,
         )
     # a rate without a key is an error, not a silent switch to inference
@@ -112,11 +135,16 @@ def test_dropout_off_in_inference_and_fixed_across_time(name):
         layer(p, x, dropout=0.5)
     with pytest.raises(ValueError, match="key is None"):
         layer(p, x, recurrent_dropout=0.5, training=True)
-    np.testing.assert_array_equal(layer(p, x, return_sequences=True, training=True), plain)  # no rate
+    np.testing.assert_array_equal(
+        layer(p, x, return_sequences=True, training=True), plain
+    )  # no rate
     dropped = layer(p, x, return_sequences=True, dropout=0.5, recurrent_dropout=0.3, key=key)
     assert not np.allclose(dropped, plain)
     np.testing.assert_array_equal(
-        dropped, layer(p, x, return_sequences=True, dropout=0.5, recurrent_dropout=0.3, key=key, training=True)
+        dropped,
+        layer(
+            p, x, return_sequences=True, dropout=0.5, recurrent_dropout=0.3, key=key, training=True
+        ),
     )
     # the same masks at every step: an explicit loop over steps with those masks agrees
     gates = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
@@ -145,7 +173,9 @@ def test_stacked_three_simple_rnns_with_dense_head():
     seq = jaxrnn.stacked(jaxrnn.simple_rnn, ps, x, return_sequences=True)
     assert seq.shape == (4, 7, 20)
     # depth one is the layer itself
-    np.testing.assert_array_equal(jaxrnn.stacked(jaxrnn.simple_rnn, ps[:1], x), jaxrnn.simple_rnn(ps[0], x))
+    np.testing.assert_array_equal(
+        jaxrnn.stacked(jaxrnn.simple_rnn, ps[:1], x), jaxrnn.simple_rnn(ps[0], x)
+    )
 
 
 def _bi_params(cell):
@@ -158,12 +188,24 @@ def test_bidirectional_matches_each_sequence_alone(merge_mode):
     p = _bi_params("lstm")
     x = jax.random.normal(jax.random.key(0), (3, 5, 3))
     lengths = [5, 3, 1]
-    seq, (sf, sb) = jaxrnn.bidirectional(jaxrnn.lstm, p, x, merge_mode=merge_mode, return_sequences=True,
-                                         return_state=True, seq_lengths=jnp.array(lengths))
-    last = jaxrnn.bidirectional(jaxrnn.lstm, p, x, merge_mode=merge_mode, seq_lengths=jnp.array(lengths))
+    seq, (sf, sb) = jaxrnn.bidirectional(
+        jaxrnn.lstm,
+        p,
+        x,
+        merge_mode=merge_mode,
+        return_sequences=True,
+        return_state=True,
+        seq_lengths=jnp.array(lengths),
+    )
+    last = jaxrnn.bidirectional(
+        jaxrnn.lstm, p, x, merge_mode=merge_mode, seq_lengths=jnp.array(lengths)
+    )
     merge = {
-        "concat": lambda a, b: np.concatenate([a, b], -1), "sum": np.add, "mul": np.multiply,
-        "ave": lambda a, b: (a + b) / 2, None: lambda a, b: (a, b),
+        "concat": lambda a, b: np.concatenate([a, b], -1),
+        "sum": np.add,
+        "mul": np.multiply,
+        "ave": lambda a, b: (a + b) / 2,
+        None: lambda a, b: (a, b),
     }[merge_mode]
     for b, n in enumerate(lengths):
         xb = x[b : b + 1, :n]
@@ -194,7 +236,11 @@ def test_stacked_bidirectional_and_grad():
     sl = jnp.array([5, 2])
     out = jaxrnn.stacked(bi, [p1, p2], x, seq_lengths=sl, return_sequences=True)
     mid = jaxrnn.bidirectional(jaxrnn.gru, p1, x, seq_lengths=sl, return_sequences=True)
-    np.testing.assert_allclose(out, jaxrnn.bidirectional(jaxrnn.gru, p2, mid, seq_lengths=sl, return_sequences=True), atol=1e-6)
+    np.testing.assert_allclose(
+        out,
+        jaxrnn.bidirectional(jaxrnn.gru, p2, mid, seq_lengths=sl, return_sequences=True),
+        atol=1e-6,
+    )
 
     def loss(ps):
         return jnp.sum(jaxrnn.stacked(bi, ps, x, seq_lengths=sl) ** 2)
@@ -207,12 +253,25 @@ def test_stacked_bidirectional_and_grad():
 def test_dropout_keys_split_per_direction_and_layer():
     p = _bi_params("lstm")
     x = jax.random.normal(jax.random.key(0), (2, 4, 3))
-    a, b = jaxrnn.bidirectional(jaxrnn.lstm, p, x, merge_mode=None, return_sequences=True,
-                                dropout=0.5, key=jax.random.key(1))
+    a, b = jaxrnn.bidirectional(
+        jaxrnn.lstm,
+        p,
+        x,
+        merge_mode=None,
+        return_sequences=True,
+        dropout=0.5,
+        key=jax.random.key(1),
+    )
     kf, kb = jax.random.split(jax.random.key(1))
-    np.testing.assert_allclose(a, jaxrnn.lstm(p.forward, x, return_sequences=True, dropout=0.5, key=kf), atol=1e-6)
     np.testing.assert_allclose(
-        b, jaxrnn.lstm(p.backward, x, return_sequences=True, dropout=0.5, key=kb, go_backwards=True)[:, ::-1], atol=1e-6
+        a, jaxrnn.lstm(p.forward, x, return_sequences=True, dropout=0.5, key=kf), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        b,
+        jaxrnn.lstm(p.backward, x, return_sequences=True, dropout=0.5, key=kb, go_backwards=True)[
+            :, ::-1
+        ],
+        atol=1e-6,
     )
 
 
@@ -256,7 +315,9 @@ def test_lengths_outside_0_T_act_as_clipped_also_under_jit(name):
     layer = {"rnn": jaxrnn.simple_rnn, "lstm": jaxrnn.lstm, "gru": jaxrnn.gru}[name]
     p, _, _ = make(name)
     x = jax.random.normal(jax.random.key(3), (2, 5, p.kernel.shape[0]))
-    run = jax.jit(lambda lengths: layer(p, x, return_sequences=True, return_state=True, seq_lengths=lengths))
+    run = jax.jit(
+        lambda lengths: layer(p, x, return_sequences=True, return_state=True, seq_lengths=lengths)
+    )
     out, state = run(jnp.array([-3, 9]))
     want_out, want_state = run(jnp.array([0, 5]))
     np.testing.assert_array_equal(out, want_out)

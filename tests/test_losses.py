@@ -289,9 +289,7 @@ def test_error_lengths_and_mask():
         losses.mse(yp, yt, seq_lengths=jnp.array([1, 2]))
     with pytest.raises(TypeError, match="seq_lengths has dtype float32"):
         losses.mse(yp, yt, seq_lengths=jnp.array([1.0, 2.0, 3.0]))
-    with pytest.raises(
-        ValueError, match=r"mask.shape=\(5, 3\), expected \(3, 5\) \(batch, time\)"
-    ):
+    with pytest.raises(ValueError, match=r"mask.shape=\(5, 3\), expected \(3, 5\) \(batch, time\)"):
         losses.mse(yp, yt, mask=np.ones((5, 3), bool))
     with pytest.raises(TypeError, match=r"mask has dtype int64.*astype\(bool\)"):
         losses.mse(yp, yt, mask=np.ones((3, 5), np.int64))

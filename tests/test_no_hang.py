@@ -26,9 +26,14 @@ def test_parallel_programs_finish_repeatedly(devices, repeats):
     try:
         res = subprocess.run(
             [sys.executable, str(WORKER), str(repeats)],
-            env=env, capture_output=True, text=True, timeout=180,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
     except subprocess.TimeoutExpired as e:  # the watchdog should have fired first
         pytest.fail(f"hung on {devices} devices:\n{e.stdout}\n{e.stderr}")
-    assert res.returncode == 0 and res.stdout.strip().endswith("OK"), res.stdout + res.stderr[-4000:]
+    assert res.returncode == 0 and res.stdout.strip().endswith("OK"), (
+        res.stdout + res.stderr[-4000:]
+    )
     assert res.stdout.count(f"{devices} devices:") == 6, res.stdout

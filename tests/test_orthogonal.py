@@ -42,7 +42,13 @@ def test_no_lapack_call_under_vmap_and_in_the_default_inits():
     assert "lapack" in text.as_text()
     # same values as before the change, under vmap too
     got = jax.vmap(lambda k: jaxrnn.init_lstm(k, 3, 8).recurrent_kernel)(keys)
-    want = jax.vmap(lambda k: jaxrnn.init_lstm(k, 3, 8, recurrent_init=jax.nn.initializers.orthogonal()).recurrent_kernel)(keys)
+    want = jax.vmap(
+        lambda k: (
+            jaxrnn.init_lstm(
+                k, 3, 8, recurrent_init=jax.nn.initializers.orthogonal()
+            ).recurrent_kernel
+        )
+    )(keys)
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 

@@ -31,15 +31,23 @@ def _setup(cell, n, seed):
 
 
 @settings(max_examples=12, deadline=None)
-@given(cell=cells, lengths=lengths_st, merge=st.sampled_from(["concat", "sum", None]), seed=st.integers(0, 999))
+@given(
+    cell=cells,
+    lengths=lengths_st,
+    merge=st.sampled_from(["concat", "sum", None]),
+    seed=st.integers(0, 999),
+)
 def test_bidirectional_over_padded_batch_equals_each_sequence_alone(cell, lengths, merge, seed):
     _, layer, fw, bw, x = _setup(cell, len(lengths), seed)
     params = jaxrnn.BidirectionalParams(fw, bw)
-    out = jaxrnn.bidirectional(layer, params, x, merge_mode=merge, return_sequences=True,
-                               seq_lengths=jnp.array(lengths))
+    out = jaxrnn.bidirectional(
+        layer, params, x, merge_mode=merge, return_sequences=True, seq_lengths=jnp.array(lengths)
+    )
     out = out if merge is not None else jnp.concatenate(out, axis=-1)
     for b, n in enumerate(lengths):
-        alone = jaxrnn.bidirectional(layer, params, x[b : b + 1, :n], merge_mode=merge, return_sequences=True)
+        alone = jaxrnn.bidirectional(
+            layer, params, x[b : b + 1, :n], merge_mode=merge, return_sequences=True
+        )
         alone = alone if merge is not None else jnp.concatenate(alone, axis=-1)
         np.testing.assert_allclose(out[b, :n], alone[0], atol=1e-5)
         np.testing.assert_array_equal(out[b, n:], 0.0)
@@ -85,8 +93,13 @@ def test_pytorch_gru_state_dict_round_trips_exactly(layers, bidirectional, seed)
 
 
 @settings(max_examples=8, deadline=None)
-@given(cell=cells, steps=st.integers(1, 6), update=st.sampled_from(["window", "sequence"]),
-       dropout=st.sampled_from([0.0, 0.3]), seed=st.integers(0, 999))
+@given(
+    cell=cells,
+    steps=st.integers(1, 6),
+    update=st.sampled_from(["window", "sequence"]),
+    dropout=st.sampled_from([0.0, 0.3]),
+    seed=st.integers(0, 999),
+)
 def test_tbptt_with_one_window_equals_full_bptt(cell, steps, update, dropout, seed):
     import optax
 
@@ -100,8 +113,16 @@ def test_tbptt_with_one_window_equals_full_bptt(cell, steps, update, dropout, se
     y = jnp.cumsum(x[..., :1], axis=1)
 
     def loss_fn(p, carry, x, y, key):
-        hs, carry = layer(p["cell"], x, initial_state=carry, return_sequences=True,
-                          return_state=True, dropout=dropout, key=key, training=key is not None)
+        hs, carry = layer(
+            p["cell"],
+            x,
+            initial_state=carry,
+            return_sequences=True,
+            return_state=True,
+            dropout=dropout,
+            key=key,
+            training=key is not None,
+        )
         return jnp.mean((hs @ p["w"] - y) ** 2), carry
 
     carry = jaxrnn.zero_state(params["cell"], (2,))

@@ -117,12 +117,15 @@ def module_params(kind, mod, *, num_layers=1, bidirectional=False, grads=False):
     for k in range(num_layers):
         dirs = []
         for sfx in ("", "_reverse") if bidirectional else ("",):
-            tensors = [getattr(mod, f"{n}_l{k}{sfx}", None)
-                       for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            tensors = [
+                getattr(mod, f"{n}_l{k}{sfx}", None)
+                for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            ]
             if grads:
                 if tensors[2] is not None and kind != "gru":
-                    np.testing.assert_allclose(np32(tensors[2].grad), np32(tensors[3].grad),
-                                               atol=1e-6, rtol=1e-6)
+                    np.testing.assert_allclose(
+                        np32(tensors[2].grad), np32(tensors[3].grad), atol=1e-6, rtol=1e-6
+                    )
                 tensors = [None if t is None else t.grad for t in tensors]
             dirs.append(map_params(kind, *tensors, grads=grads))
         out.append(BidirectionalParams(*dirs) if bidirectional else dirs[0])
@@ -176,8 +179,9 @@ def randomise(mod) -> None:
 
 
 def torch_module(kind, *, num_layers=1, bidirectional=False, batch_first=True, bias=True):
-    kw = dict(num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first,
-              bias=bias)
+    kw = dict(
+        num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first, bias=bias
+    )
     if kind.startswith("rnn"):
         mod = nn.RNN(I, H, nonlinearity=kind[4:], **kw)
     elif kind == "lstm":
@@ -201,16 +205,31 @@ def jax_layer(kind, impl="auto"):
     return functools.partial(jaxrnn.lstm if kind == "lstm" else jaxrnn.gru, impl=impl)
 
 
-def jax_forward(kind, params, x, states, *, num_layers=1, bidirectional=False,
-                time_major=False, seq_lengths=None, impl="auto", return_sequences=True):
+def jax_forward(
+    kind,
+    params,
+    x,
+    states,
+    *,
+    num_layers=1,
+    bidirectional=False,
+    time_major=False,
+    seq_lengths=None,
+    impl="auto",
+    return_sequences=True,
+):
     """Run jaxrnn like the torch module: a layer, ``bidirectional`` or ``stacked``.
 
     Returns ``(outputs, final states in h_n order)``.
     """
     base = jax_layer(kind, impl)
     layer = functools.partial(jaxrnn.bidirectional, base) if bidirectional else base
-    kw = dict(return_sequences=return_sequences, return_state=True, time_major=time_major,
-              seq_lengths=seq_lengths)
+    kw = dict(
+        return_sequences=return_sequences,
+        return_state=True,
+        time_major=time_major,
+        seq_lengths=seq_lengths,
+    )
     if num_layers == 1:
         out, final = layer(params[0], x, initial_state=states[0], **kw)
         finals = [final]
@@ -224,8 +243,9 @@ def torch_forward(mod, x, hx, lengths=None, batch_first=True):
     """``(padded outputs, h_n)``; with ``lengths`` via pack_padded_sequence."""
     if lengths is None:
         return mod(x, hx)
-    packed = pack_padded_sequence(x, torch.tensor(lengths), batch_first=batch_first,
-                                  enforce_sorted=False)
+    packed = pack_padded_sequence(
+        x, torch.tensor(lengths), batch_first=batch_first, enforce_sorted=False
+    )
     out, hn = mod(packed, hx)
     out, out_lengths = pad_packed_sequence(out, batch_first=batch_first, total_length=T)
     assert out_lengths.tolist() == list(lengths)
@@ -235,32 +255,55 @@ def torch_forward(mod, x, hx, lengths=None, batch_first=True):
 class Case:
     """A random torch module, input and initial state with their jaxrnn counterparts."""
 
-    def __init__(self, kind, seed, *, num_layers=1, bidirectional=False, batch_first=True,
-                 bias=True, requires_grad=False):
+    def __init__(
+        self,
+        kind,
+        seed,
+        *,
+        num_layers=1,
+        bidirectional=False,
+        batch_first=True,
+        bias=True,
+        requires_grad=False,
+    ):
         torch.manual_seed(seed)
         self.kind, self.num_layers, self.bidirectional = kind, num_layers, bidirectional
         self.batch_first = batch_first
-        self.mod = torch_module(kind, num_layers=num_layers, bidirectional=bidirectional,
-                                batch_first=batch_first, bias=bias)
+        self.mod = torch_module(
+            kind,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            batch_first=batch_first,
+            bias=bias,
+        )
         self.d = 2 if bidirectional else 1
         self.x = torch.randn(*((B, T, I) if batch_first else (T, B, I)))
         self.x.requires_grad_(requires_grad)
         self.hx = torch_state(kind, num_layers * self.d, requires_grad)
-        self.params = module_params(kind, self.mod, num_layers=num_layers,
-                                    bidirectional=bidirectional)
-        self.states = module_states(kind, self.hx, num_layers=num_layers,
-                                    bidirectional=bidirectional)
+        self.params = module_params(
+            kind, self.mod, num_layers=num_layers, bidirectional=bidirectional
+        )
+        self.states = module_states(
+            kind, self.hx, num_layers=num_layers, bidirectional=bidirectional
+        )
         self.jx = jnp.asarray(np32(self.x))
 
     def torch(self, lengths=None):
         return torch_forward(self.mod, self.x, self.hx, lengths, self.batch_first)
 
     def jax(self, lengths=None, impl="auto", **kw):
-        return jax_forward(self.kind, self.params, self.jx, self.states,
-                           num_layers=self.num_layers, bidirectional=self.bidirectional,
-                           time_major=not self.batch_first,
-                           seq_lengths=None if lengths is None else jnp.array(lengths),
-                           impl=impl, **kw)
+        return jax_forward(
+            self.kind,
+            self.params,
+            self.jx,
+            self.states,
+            num_layers=self.num_layers,
+            bidirectional=self.bidirectional,
+            time_major=not self.batch_first,
+            seq_lengths=None if lengths is None else jnp.array(lengths),
+            impl=impl,
+            **kw,
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -300,8 +343,11 @@ def test_cell_step_matches_torch(kind, batched, bias):
     with torch.no_grad():
         if kind == "lstm":
             h_ref, c_ref = cell(x, (hx[0], hx[1]))
-            carry, y = step(params, LSTMState(jnp.asarray(np32(hx[0])), jnp.asarray(np32(hx[1]))),
-                            jnp.asarray(np32(x)))
+            carry, y = step(
+                params,
+                LSTMState(jnp.asarray(np32(hx[0])), jnp.asarray(np32(hx[1]))),
+                jnp.asarray(np32(x)),
+            )
             assert_close("cell states", carry.h, h_ref)
             assert_close("cell states", carry.c, c_ref)
         else:
@@ -318,8 +364,12 @@ def test_gru_gate_order_matters():
     torch.manual_seed(3)
     cell = torch_cell("gru")
     x, h = torch.randn(B, I), torch.randn(B, H)
-    wrong = GRUParams(jnp.asarray(np32(cell.weight_ih).T), jnp.asarray(np32(cell.weight_hh).T),
-                      jnp.asarray(np32(cell.bias_ih)), jnp.asarray(np32(cell.bias_hh)))
+    wrong = GRUParams(
+        jnp.asarray(np32(cell.weight_ih).T),
+        jnp.asarray(np32(cell.weight_hh).T),
+        jnp.asarray(np32(cell.bias_ih)),
+        jnp.asarray(np32(cell.bias_hh)),
+    )
     right = map_params("gru", cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
     ref = np32(cell(x, h))
     jx, jh = jnp.asarray(np32(x)), jnp.asarray(np32(h))
@@ -391,8 +441,9 @@ def test_stacked_matches_torch(kind, num_layers):
 @pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("kind", KINDS)
 def test_bidirectional_matches_torch(kind, num_layers, batch_first):
-    case = Case(kind, 50 + num_layers, num_layers=num_layers, bidirectional=True,
-                batch_first=batch_first)
+    case = Case(
+        kind, 50 + num_layers, num_layers=num_layers, bidirectional=True, batch_first=batch_first
+    )
     with torch.no_grad():
         out_ref, hn_ref = case.torch()
     out, finals = case.jax()
@@ -431,8 +482,13 @@ PACKED_CASES += [("rnn_tanh", "bi"), ("rnn_relu", "uni-2-layers")]
 @pytest.mark.parametrize("kind,layout", PACKED_CASES, ids=[f"{k}-{n}" for k, n in PACKED_CASES])
 def test_packed_sequences_match_torch(kind, layout, impl):
     num_layers, bidirectional, batch_first = PACKED_LAYOUTS[layout]
-    case = Case(kind, 60 + num_layers + 2 * bidirectional, num_layers=num_layers,
-                bidirectional=bidirectional, batch_first=batch_first)
+    case = Case(
+        kind,
+        60 + num_layers + 2 * bidirectional,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        batch_first=batch_first,
+    )
     with torch.no_grad():
         out_ref, hn_ref = case.torch(LENGTHS)
     out, finals = case.jax(LENGTHS, impl=impl)
@@ -441,8 +497,7 @@ def test_packed_sequences_match_torch(kind, layout, impl):
     assert_close("packed outputs", out[valid], out_ref[valid])
     assert np.all(out_ref[~valid] == 0)  # pad_packed_sequence pads with zeros
     assert np.all(out[~valid] == 0), "jaxrnn: padded outputs are not zero"
-    MAX_DIFF["packed outputs"] = max(MAX_DIFF["packed outputs"],
-                                     float(np.abs(out - out_ref).max()))
+    MAX_DIFF["packed outputs"] = max(MAX_DIFF["packed outputs"], float(np.abs(out - out_ref).max()))
     assert_states("packed states", kind, finals, hn_ref)
     # the final state differs from the unpacked run: the lengths are really used
     with torch.no_grad():
@@ -484,10 +539,17 @@ def make_jax_loss(case, lengths, weights, impl, jit=False):
     seq_lengths = None if lengths is None else jnp.array(lengths)
 
     def loss(params, x, states):
-        out, finals = jax_forward(case.kind, params, x, states, num_layers=case.num_layers,
-                                  bidirectional=case.bidirectional,
-                                  time_major=not case.batch_first, seq_lengths=seq_lengths,
-                                  impl=impl)
+        out, finals = jax_forward(
+            case.kind,
+            params,
+            x,
+            states,
+            num_layers=case.num_layers,
+            bidirectional=case.bidirectional,
+            time_major=not case.batch_first,
+            seq_lengths=seq_lengths,
+            impl=impl,
+        )
         total = jnp.sum(out * wy)
         for i, s in enumerate(finals):
             if case.kind == "lstm":
@@ -505,16 +567,25 @@ def check_gradients(case, lengths, impl, *, jit=False, group="gradients"):
     ref = torch_loss(case, lengths, weights)
     ref.backward()
     value, (g_params, g_x, g_states) = make_jax_loss(case, lengths, weights, impl, jit)(
-        case.params, case.jx, case.states)
+        case.params, case.jx, case.states
+    )
     np.testing.assert_allclose(float(value), float(ref.detach()), rtol=1e-5, atol=1e-4)
-    exp_params = module_params(case.kind, case.mod, num_layers=case.num_layers,
-                               bidirectional=case.bidirectional, grads=True)
-    exp_states = module_states(case.kind, case.hx, num_layers=case.num_layers,
-                               bidirectional=case.bidirectional, grads=True)
+    exp_params = module_params(
+        case.kind,
+        case.mod,
+        num_layers=case.num_layers,
+        bidirectional=case.bidirectional,
+        grads=True,
+    )
+    exp_states = module_states(
+        case.kind, case.hx, num_layers=case.num_layers, bidirectional=case.bidirectional, grads=True
+    )
     assert len(g_params) == len(exp_params)
     for got, exp in zip(g_params, exp_params, strict=True):
-        for d_got, d_exp in zip(*(((p.forward, p.backward) if case.bidirectional else (p,))
-                                  for p in (got, exp)), strict=True):
+        for d_got, d_exp in zip(
+            *(((p.forward, p.backward) if case.bidirectional else (p,)) for p in (got, exp)),
+            strict=True,
+        ):
             assert type(d_got) is type(d_exp)
             for field in d_exp._fields:
                 e = getattr(d_exp, field)
@@ -548,8 +619,14 @@ def test_gradients_match_torch(kind, lengths, impl):
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_gradients_stacked_bidirectional_packed_match_torch(kind, layout):
     num_layers, bidirectional, batch_first = layout
-    case = Case(kind, 80 + num_layers, num_layers=num_layers, bidirectional=bidirectional,
-                batch_first=batch_first, requires_grad=True)
+    case = Case(
+        kind,
+        80 + num_layers,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        batch_first=batch_first,
+        requires_grad=True,
+    )
     check_gradients(case, LENGTHS, "auto")
 
 
@@ -566,8 +643,9 @@ def test_jit_matches_torch(kind):
 
     @jax.jit
     def run(params, x, states, seq_lengths):
-        return jax_forward(kind, params, x, states, num_layers=2, bidirectional=True,
-                           seq_lengths=seq_lengths)
+        return jax_forward(
+            kind, params, x, states, num_layers=2, bidirectional=True, seq_lengths=seq_lengths
+        )
 
     out, finals = run(case.params, case.jx, case.states, jnp.array(LENGTHS))
     assert_close("jit outputs", out, out_ref)

@@ -46,7 +46,9 @@ def test_time_major_equals_batch_major_and_mask_equals_lengths():
     p, carry, xs = _lstm_case()
     lengths = jnp.array([2, 6, 4])
     a = jaxrnn.unroll(jaxrnn.lstm_step, p, xs, carry, seq_lengths=lengths)
-    b = jaxrnn.unroll(jaxrnn.lstm_step, p, jnp.swapaxes(xs, 0, 1), carry, time_major=True, seq_lengths=lengths)
+    b = jaxrnn.unroll(
+        jaxrnn.lstm_step, p, jnp.swapaxes(xs, 0, 1), carry, time_major=True, seq_lengths=lengths
+    )
     mask = jnp.arange(6)[None, :] < lengths[:, None]
     c = jaxrnn.unroll(jaxrnn.lstm_step, p, xs, carry, mask=mask)
     np.testing.assert_allclose(a[1], jnp.swapaxes(b[1], 0, 1), atol=1e-6)
@@ -65,7 +67,9 @@ def test_reverse_equals_flip_run_flip():
 def test_reverse_with_lengths_reverses_within_each_sequence():
     p, carry, xs = _lstm_case()
     lengths = [4, 6, 1]
-    fin, ys = jaxrnn.unroll(jaxrnn.lstm_step, p, xs, carry, reverse=True, seq_lengths=jnp.array(lengths))
+    fin, ys = jaxrnn.unroll(
+        jaxrnn.lstm_step, p, xs, carry, reverse=True, seq_lengths=jnp.array(lengths)
+    )
     for b, n in enumerate(lengths):
         one = jax.tree.map(lambda a, b=b: a[b : b + 1], carry)
         f1, y1 = jaxrnn.unroll(jaxrnn.lstm_step, p, xs[b : b + 1, :n][:, ::-1], one)
@@ -128,8 +132,11 @@ def test_jit_vmap_grad_through_unroll():
     eager = run(p, xs, carry)
     jitted = jax.jit(run)(p, xs, carry)
     np.testing.assert_allclose(eager[1], jitted[1], atol=1e-6)
+
     # vmap over the batch of an unbatched, time-major run equals the batched run
-    single = lambda x, c, n: jaxrnn.unroll(jaxrnn.lstm_step, p, x, c, time_major=True, seq_lengths=n)  # noqa: E731
+    def single(x, c, n):
+        return jaxrnn.unroll(jaxrnn.lstm_step, p, x, c, time_major=True, seq_lengths=n)
+
     fin_v, ys_v = jax.vmap(single)(xs, carry, lengths)
     np.testing.assert_allclose(ys_v, eager[1], atol=1e-6)
     np.testing.assert_allclose(fin_v.c, eager[0].c, atol=1e-6)
