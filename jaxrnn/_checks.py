@@ -28,6 +28,25 @@ def is_float(a: Any) -> bool:
     return jnp.issubdtype(dtype_of(a), jnp.floating)
 
 
+def positive_int(value: Any, where: str, arg: str, *, minimum: int = 1, what: str = "") -> int:
+    """``value`` as an int when it is an integer ``>= minimum`` (bools refused), else
+    ``ValueError: {where}: {arg}=...; it must be an integer >= {minimum}{what}.``
+
+    ``what`` is appended to the message, e.g. ``" (steps per window)"``.
+
+    Example:
+        >>> positive_int(3, "fit", "epochs")
+        3
+        >>> positive_int(True, "fit", "epochs")
+        Traceback (most recent call last):
+        ...
+        ValueError: fit: epochs=True; it must be an integer >= 1.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{where}: {arg}={value!r}; it must be an integer >= {minimum}{what}.")
+    return int(value)
+
+
 # gates -> (parameter type, initialiser, layer function)
 _KINDS = {
     1: ("RNNParams", "init_rnn", "simple_rnn"),
