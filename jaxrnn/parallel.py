@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ._checks import positive_int
 from ._context import batch_axes, batch_partitioned
 
 __all__ = [
@@ -83,8 +84,7 @@ def set_cpu_devices(n: int) -> None:
         >>> set_cpu_devices(len(jax.devices()))    # a no-op: the count is already so
     """
     where = "set_cpu_devices"
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"{where}: n={n!r}; it must be a positive integer (devices).")
+    positive_int(n, where, "n", what=" (devices)")
     try:
         jax.config.update("jax_num_cpu_devices", int(n))
     except RuntimeError as e:
@@ -122,13 +122,6 @@ def _from_env(value: Any, name: str, where: str, kind: type) -> Any:
         return int(raw)
     except ValueError:
         raise ValueError(f"{where}: {name}={raw!r} is not an integer.") from None
-
-
-def _check_count(value: Any, what: str, where: str, low: int) -> None:
-    if value is not None and (
-        isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low
-    ):
-        raise ValueError(f"{where}: {what}={value!r}; it must be an integer >= {low}.")
 
 
 def initialize(
@@ -215,8 +208,10 @@ def initialize(
     coordinator_address = _from_env(coordinator_address, ENV_COORDINATOR, where, str)
     num_processes = _from_env(num_processes, ENV_NUM_PROCESSES, where, int)
     process_id = _from_env(process_id, ENV_PROCESS_ID, where, int)
-    _check_count(num_processes, "num_processes", where, 1)
-    _check_count(process_id, "process_id", where, 0)
+    if num_processes is not None:
+        positive_int(num_processes, where, "num_processes")
+    if process_id is not None:
+        positive_int(process_id, where, "process_id", minimum=0)
     if num_processes is not None and process_id is not None and process_id >= num_processes:
         raise ValueError(
             f"{where}: process_id={process_id} but num_processes={num_processes}; ids run from "

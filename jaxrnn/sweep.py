@@ -39,6 +39,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import parallel
+from ._checks import positive_int
 
 __all__ = ["Best", "SweepResult", "grid", "sweep"]
 
@@ -440,15 +441,9 @@ def sweep(
         raise TypeError(f"{where}: train_fn must be callable, got {type(train_fn).__name__}.")
     if mode not in ("min", "max"):
         raise ValueError(f"{where}: mode={mode!r}; use 'min' (smaller is better) or 'max'.")
-    if chunk_size is not None and (
-        isinstance(chunk_size, bool)
-        or not isinstance(chunk_size, (int, np.integer))
-        or chunk_size < 1
-    ):
-        raise ValueError(
-            f"{where}: chunk_size={chunk_size!r}; use a positive int (configurations at once) "
-            "or None (all at once)."
-        )
+    if chunk_size is not None:
+        what = " (configurations at once) or None (all at once)"
+        positive_int(chunk_size, where, "chunk_size", what=what)
     if metric is not None and not isinstance(metric, str) and not callable(metric):
         raise TypeError(
             f"{where}: metric must be None, a field name or a callable, got {type(metric).__name__}."

@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .train import TrainState, _check_clipnorm, apply_gradients, get_optimizer
+from ._checks import positive_int
+from ._train_core import TrainState, apply_gradients, check_clipnorm, get_optimizer
 
 __all__ = ["make_tbptt_step", "windows"]
 
@@ -43,10 +44,7 @@ def windows(tree: Any, window: int, *, where: str = "windows") -> Any:
         >>> windows(jnp.zeros((2, 6, 3)), 2).shape
         (3, 2, 2, 3)
     """
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
-        raise ValueError(
-            f"{where}: window={window!r}; it must be an integer >= 1 (steps per window)."
-        )
+    positive_int(window, where, "window", what=" (steps per window)")
     leaves = jax.tree.leaves(tree)
     shapes = [tuple(np.shape(a)) for a in leaves]
     for s in shapes:
@@ -141,16 +139,13 @@ def make_tbptt_step(
     """
     where = "make_tbptt_step"
     tx = get_optimizer(optimizer)
-    _check_clipnorm(clipnorm, where)
+    check_clipnorm(clipnorm, where)
     if update not in UPDATES:
         raise ValueError(
             f"{where}: unknown update={update!r}; use 'window' (one optimizer update per "
             "window) or 'sequence' (one update per call from the mean window loss)."
         )
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
-        raise ValueError(
-            f"{where}: window={window!r}; it must be an integer >= 1 (steps per window)."
-        )
+    positive_int(window, where, "window", what=" (steps per window)")
 
     def window_loss(params, carry, x_w, y_w, key_w):
         loss, new_carry = loss_fn(params, jax.lax.stop_gradient(carry), x_w, y_w, key_w)

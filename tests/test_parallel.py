@@ -228,7 +228,7 @@ def test_set_cpu_devices():
     set_cpu_devices(jax.device_count())  # already so: fine
     with pytest.raises(RuntimeError, match=r"already started with 1 cpu.*JAX_NUM_CPU_DEVICES=3"):
         set_cpu_devices(3)
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ValueError, match=r"n=0; it must be an integer >= 1 \(devices\)"):
         set_cpu_devices(0)
     script = "from jaxrnn.parallel import set_cpu_devices\nimport jax\nset_cpu_devices(3)\n"
     script += "assert jax.device_count() == 3\nprint('OK')"
