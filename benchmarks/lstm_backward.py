@@ -6,11 +6,11 @@ The fused LSTM always runs its forward pass with the input projection hoisted
 out of the loop. For the gradient it has two options, timed here on the same
 training step (all outputs, sum of squares, gradient w.r.t. the parameters):
 
-- ``hand``: the hand-written backward pass (``_fast_lstm.lstm_recurrence``),
+- ``hand``: the hand-written backward pass (``jaxrnn/_fused/lstm.py: lstm_recurrence``),
   which stores the gate gradients ``(T, B, 4H)`` and forms ``dU``, ``dW`` and
   ``db`` after the loop;
 - ``autodiff``: JAX's VJP of a loop that projects ``x_t W`` inside it
-  (``_fast_lstm.lstm_layer``), which accumulates them step by step;
+  (``lstm_layer``), which accumulates them step by step;
 
 next to the generic ``lax.scan`` of ``jaxrnn.lstm_step`` (``impl="scan"``). The
 layers use ``autodiff`` from ``B >= AUTODIFF_MIN_BATCH`` on; this script forces
@@ -31,7 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxrnn
-from jaxrnn import _fast
+from jaxrnn._cells.spec import spec_named
+from jaxrnn._fused.lstm import AUTODIFF_MIN_BATCH
+from jaxrnn._layers import run_layer
 
 HERE = pathlib.Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # also when loaded by path from elsewhere (tests)
@@ -52,10 +54,11 @@ QUICK = [(8, 10, 4, 16), (64, 10, 4, 16)]
 
 
 def _compile(impl: str, min_batch: int, params, x):
-    _fast.AUTODIFF_MIN_BATCH = min_batch  # read at each layer call (part of its plan)
-
-    def loss(p, x):
-        return jnp.sum(jaxrnn.lstm(p, x, impl=impl, return_sequences=True) ** 2)
+    def loss(p, x):  # jaxrnn.lstm with the internal choice of backward pass
+        ys = run_layer(
+            spec_named("lstm"), p, x, impl=impl, return_sequences=True, autodiff_min_batch=min_batch
+        )
+        return jnp.sum(ys**2)
 
     return jax.jit(jax.value_and_grad(loss)).lower(params, x).compile()
 
@@ -65,7 +68,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="two tiny shapes (a smoke run)")
     ap.add_argument("--reps", type=int, default=25)
     args = ap.parse_args(argv)
-    default = _fast.AUTODIFF_MIN_BATCH
+    default = AUTODIFF_MIN_BATCH
     m, v = machine_info(), versions()
     print(
         f"machine: {m['cpu']}, {m['cores']} cores, {m['ram']} RAM, JAX devices: "
@@ -77,38 +80,35 @@ def main(argv=None) -> int:
     print("| B, T, I, H | hand | autodiff | impl='scan' | autodiff / hand | layer uses |")
     print("|---|---|---|---|---|---|")
     reps = 3 if args.quick else args.reps
-    try:
-        for b, t, i, h in QUICK if args.quick else SHAPES:
-            params = jaxrnn.init_lstm(jax.random.key(0), i, h)
-            x = jax.random.normal(jax.random.key(1), (b, t, i))
-            fns = {
-                "hand": _compile("fast", 10**9, params, x),
-                "autodiff": _compile("fast", 1, params, x),
-                "scan": _compile("scan", default, params, x),
-            }
-            grads = {k: f(params, x)[1] for k, f in fns.items()}
-            for u, v in zip(
-                jax.tree.leaves(grads["hand"]), jax.tree.leaves(grads["autodiff"]), strict=True
-            ):
-                np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-3)  # the same gradient
-            times = {k: [] for k in fns}
-            for _ in range(reps):  # interleaved, so that machine noise hits all three alike
-                for k, f in fns.items():
-                    t0 = time.perf_counter()
-                    jax.block_until_ready(f(params, x))
-                    times[k].append(time.perf_counter() - t0)
-            med = {k: 1e3 * float(np.median(v)) for k, v in times.items()}
-            low = {k: 1e3 * float(np.min(v)) for k, v in times.items()}
-            cells = [f"{med[k]:.2f} ({low[k]:.2f})" for k in fns]
-            uses = "autodiff" if b >= default else "hand"
-            print(
-                f"| {b}, {t}, {i}, {h} | "
-                + " | ".join(cells)
-                + f" | {med['autodiff'] / med['hand']:.2f} | {uses} |",
-                flush=True,
-            )
-    finally:
-        _fast.AUTODIFF_MIN_BATCH = default
+    for b, t, i, h in QUICK if args.quick else SHAPES:
+        params = jaxrnn.init_lstm(jax.random.key(0), i, h)
+        x = jax.random.normal(jax.random.key(1), (b, t, i))
+        fns = {
+            "hand": _compile("fast", 10**9, params, x),
+            "autodiff": _compile("fast", 1, params, x),
+            "scan": _compile("scan", default, params, x),
+        }
+        grads = {k: f(params, x)[1] for k, f in fns.items()}
+        for u, v in zip(
+            jax.tree.leaves(grads["hand"]), jax.tree.leaves(grads["autodiff"]), strict=True
+        ):
+            np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-3)  # the same gradient
+        times = {k: [] for k in fns}
+        for _ in range(reps):  # interleaved, so that machine noise hits all three alike
+            for k, f in fns.items():
+                t0 = time.perf_counter()
+                jax.block_until_ready(f(params, x))
+                times[k].append(time.perf_counter() - t0)
+        med = {k: 1e3 * float(np.median(v)) for k, v in times.items()}
+        low = {k: 1e3 * float(np.min(v)) for k, v in times.items()}
+        cells = [f"{med[k]:.2f} ({low[k]:.2f})" for k in fns]
+        uses = "autodiff" if b >= default else "hand"
+        print(
+            f"| {b}, {t}, {i}, {h} | "
+            + " | ".join(cells)
+            + f" | {med['autodiff'] / med['hand']:.2f} | {uses} |",
+            flush=True,
+        )
     return 0
 
 

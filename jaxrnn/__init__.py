@@ -11,27 +11,34 @@ Submodules, imported on their own (``import jaxrnn`` needs only JAX):
 ``jaxrnn.sweep``, ``jaxrnn.parallel`` and ``jaxrnn.checkpoint``.
 """
 
-from ._activations import ACTIVATIONS as ACTIVATIONS
+# isort: off
+# The cells register in this order (``_cells.spec``), the order messages list them in.
+from ._cells import simple_rnn as _simple_rnn  # noqa: F401
+from ._cells import lstm as _lstm  # noqa: F401
+from ._cells import gru as _gru  # noqa: F401
+
+# isort: on
+from ._cells.activations import ACTIVATIONS as ACTIVATIONS
+from ._cells.gru import GRUParams as GRUParams
+from ._cells.gru import gru_step as gru_step
+from ._cells.gru import init_gru as init_gru
+from ._cells.lstm import LSTMParams as LSTMParams
+from ._cells.lstm import LSTMState as LSTMState
+from ._cells.lstm import init_lstm as init_lstm
+from ._cells.lstm import lstm_step as lstm_step
+from ._cells.orthogonal import orthogonal as orthogonal
+from ._cells.simple_rnn import RNNParams as RNNParams
+from ._cells.simple_rnn import init_rnn as init_rnn
+from ._cells.simple_rnn import rnn_step as rnn_step
+from ._cells.state import zero_state as zero_state
 from ._compose import BidirectionalParams as BidirectionalParams
 from ._compose import bidirectional as bidirectional
 from ._compose import stacked as stacked
 from ._dropout import DropoutMasks as DropoutMasks
 from ._dropout import make_dropout_masks as make_dropout_masks
-from ._gru import GRUParams as GRUParams
-from ._gru import gru_step as gru_step
-from ._gru import init_gru as init_gru
 from ._layers import gru as gru
 from ._layers import lstm as lstm
 from ._layers import simple_rnn as simple_rnn
-from ._lstm import LSTMParams as LSTMParams
-from ._lstm import LSTMState as LSTMState
-from ._lstm import init_lstm as init_lstm
-from ._lstm import lstm_step as lstm_step
-from ._orthogonal import orthogonal as orthogonal
-from ._simple_rnn import RNNParams as RNNParams
-from ._simple_rnn import init_rnn as init_rnn
-from ._simple_rnn import rnn_step as rnn_step
-from ._state import zero_state as zero_state
 from ._unroll import unroll as unroll
 
 __version__ = "0.1.0"

@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._cells.spec import spec_of, spec_of_type
+
 
 def shape_of(a: Any) -> tuple[int, ...]:
     return tuple(np.shape(a))
@@ -47,20 +49,11 @@ def positive_int(value: Any, where: str, arg: str, *, minimum: int = 1, what: st
     return int(value)
 
 
-# gates -> (parameter type, initialiser, layer function)
-_KINDS = {
-    1: ("RNNParams", "init_rnn", "simple_rnn"),
-    4: ("LSTMParams", "init_lstm", "lstm"),
-    3: ("GRUParams", "init_gru", "gru"),
-}
-_LAYER_OF = {kind[0]: kind[2] for kind in _KINDS.values()}
-
-
 def _is_cell_params(p: Any) -> bool:
     return hasattr(p, "_fields") and "kernel" in p._fields and "recurrent_kernel" in p._fields
 
 
-def check_params_type(params: Any, num_gates: int, where: str) -> None:
+def check_params_type(params: Any, params_type: type, where: str) -> None:
     """Refuse anything but the cell's parameter NamedTuple, naming what it looks like.
 
     The usual mix-ups: a Flax module or its state, Linen variables, a list of
@@ -68,13 +61,15 @@ def check_params_type(params: Any, num_gates: int, where: str) -> None:
     ``Converted`` from ``jaxrnn.interop``, bidirectional parameters, or another
     cell's parameters.
     """
-    expected, init, layer = _KINDS[num_gates]
+    spec = spec_of_type(params_type)
+    expected, init, layer = params_type.__name__, spec.init.__name__, spec.layer
     got = type(params).__name__
     if _is_cell_params(params):
-        if got in _LAYER_OF and got != expected:
+        other = spec_of(params)
+        if other is not None and other is not spec:
             raise TypeError(
                 f"{where}: params is {got}, but {where} runs {expected}. Use "
-                f"jaxrnn.{_LAYER_OF[got]} for {got}, or build {expected} with jaxrnn.{init}."
+                f"jaxrnn.{other.layer} for {got}, or build {expected} with jaxrnn.{init}."
             )
         return
     want = f"params must be jaxrnn.{expected} (from jaxrnn.{init}(key, input_size, hidden_size))"
@@ -125,9 +120,10 @@ def check_params_type(params: Any, num_gates: int, where: str) -> None:
     raise TypeError(f"{where}: {want}; {hint}")
 
 
-def check_params(params: Any, num_gates: int, where: str) -> tuple[int, int]:
-    """Validate a cell's parameters; return ``(input_size, hidden_size)``."""
-    check_params_type(params, num_gates, where)
+def check_params(params: Any, params_type: type, where: str) -> tuple[int, int]:
+    """Validate a cell's parameters of type ``params_type``; return ``(input_size, hidden_size)``."""
+    check_params_type(params, params_type, where)
+    num_gates = spec_of_type(params_type).gates
     name = type(params).__name__
     kernel, recurrent = params.kernel, params.recurrent_kernel
     if np.ndim(kernel) != 2 or np.ndim(recurrent) != 2:

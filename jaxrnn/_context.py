@@ -6,7 +6,7 @@ that, and are read here while tracing (each becomes part of what is compiled):
 
 * ``batch_partitioned()``: the step is split by XLA's SPMD partitioner, so the
   fused LSTM takes the backward pass whose weight gradients are formed after
-  the loop (see ``_fast``);
+  the loop (see ``_fused/dispatch.py``);
 * ``batch_axes(axes)``: inside ``shard_map``, the named mesh axes over which the
   batch is split. ``jaxrnn.losses``' ``"mean"`` over valid steps then divides by
   the valid steps of the whole batch (a ``psum`` of the per-device counts),

@@ -14,10 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _fast
-from ._activations import get_activation
+from ._cells.spec import CellSpec, spec_named
+from ._cells.state import last_hidden
 from ._checks import (
-    check_flag,
     check_float_input,
     check_hidden,
     check_input,
@@ -26,16 +25,14 @@ from ._checks import (
     shape_of,
     under_forward_mode,
 )
-from ._dropout import check_rate, dropout_key, make_dropout_masks
-from ._fast import IMPLS, fast_reason, fast_segment
-from ._gru import gru_step
-from ._lstm import LSTMState, lstm_step
-from ._remat import check_remat, nested_scan
-from ._simple_rnn import rnn_step
-from ._state import last_hidden, zero_state
-from ._unroll import check_unroll, scan_segment, sequence_mask
+from ._dropout import dropout_key, make_dropout_masks
+from ._fused import dispatch
+from ._fused.common import LoopOptions
+from ._options import LAYER_OPTIONS, layer_options
+from ._remat import nested_scan
+from ._unroll import scan_segment, sequence_mask
 
-_GATES = {rnn_step: 1, lstm_step: 4, gru_step: 3}
+_LAYERS: dict[str, Callable] = {}  # cell kind -> its public layer function
 
 
 def check_sequence(x: Any, where: str, *, time_major: bool) -> tuple[int, int]:
@@ -63,25 +60,24 @@ def check_sequence(x: Any, where: str, *, time_major: bool) -> tuple[int, int]:
     return (t, b) if time_major else (b, t)
 
 
-def check_state(state: Any, is_lstm: bool, batch: int, hidden: int, dtype, where: str) -> None:
+def check_state(state: Any, spec: CellSpec, batch: int, hidden: int, dtype, where: str) -> None:
     """Validate an ``initial_state`` against the layer's batch and hidden sizes."""
     arg = "initial_state"
-    if is_lstm:
-        if not isinstance(state, LSTMState):
+    if spec.state_type is not None:
+        if not isinstance(state, spec.state_type):
+            fields = ", ".join(spec.state_fields)
             raise TypeError(
-                f"{where}: {arg} must be jaxrnn.LSTMState(h, c), got {type(state).__name__}. "
-                "Wrap Keras' [h, c] as LSTMState(h=h, c=c) (Flax's carry is (c, h): swap it)."
+                f"{where}: {arg} must be jaxrnn.{spec.state_type.__name__}({fields}), got "
+                f"{type(state).__name__}. Wrap Keras' [h, c] as LSTMState(h=h, c=c) (Flax's "
+                "carry is (c, h): swap it)."
             )
-        parts = [("h", state.h), ("c", state.c)]
-    else:
-        if isinstance(state, (tuple, list)):
-            raise TypeError(
-                f"{where}: {arg} must be one array h of shape ({batch}, {hidden}), got a "
-                f"{type(state).__name__} of {len(state)}. Pass the array itself."
-            )
-        parts = [("", state)]
-    for name, part in parts:
-        label = f"{arg}.{name}" if name else arg
+    elif isinstance(state, (tuple, list)):
+        raise TypeError(
+            f"{where}: {arg} must be one array h of shape ({batch}, {hidden}), got a "
+            f"{type(state).__name__} of {len(state)}. Pass the array itself."
+        )
+    for name, part in zip(spec.state_fields, spec.state_parts(state), strict=True):
+        label = f"{arg}.{name}" if spec.state_type is not None else arg
         check_hidden(part, hidden, dtype, where, label)
         if shape_of(part) != (batch, hidden):
             raise ValueError(
@@ -91,81 +87,55 @@ def check_state(state: Any, is_lstm: bool, batch: int, hidden: int, dtype, where
 
 
 def run_layer(
-    where: str,
-    step: Callable,
-    step_kwargs: dict,
-    params: Any,
-    x: jax.Array,
-    *,
-    initial_state: Any,
-    return_sequences: bool,
-    return_state: bool,
-    go_backwards: bool,
-    seq_lengths: Any,
-    mask: Any,
-    time_major: bool,
-    unroll: int | bool,
-    dropout: float,
-    recurrent_dropout: float,
-    key: jax.Array | None,
-    training: bool | None = None,
-    impl: str = "auto",
-    remat: str | None = None,
-    matmul_dtype: Any = None,
+    spec: CellSpec, params: Any, x: Any, *, autodiff_min_batch: int | None = None, **options
 ):
-    """The shared body of the layer functions (validation, dropout, unroll, outputs)."""
-    num_gates = _GATES[step]
-    in_size, hidden = check_params(params, num_gates, where)
-    batch, num_steps = check_sequence(x, where, time_major=time_major)
-    check_input(x, in_size, where, kernel_shape=shape_of(params.kernel))
-    check_unroll(unroll, where)
-    for flag, value in [
-        ("return_sequences", return_sequences),
-        ("return_state", return_state),
-        ("go_backwards", go_backwards),
-        ("time_major", time_major),
-    ]:
-        check_flag(value, where, flag)
-    check_rate(dropout, where, "dropout")
-    check_rate(recurrent_dropout, where, "recurrent_dropout")
-    key = dropout_key(key, training, dropout, recurrent_dropout, where)
-    check_remat(remat, where)
-    if matmul_dtype is not None:
-        if not jnp.issubdtype(matmul_dtype, jnp.floating):
-            raise TypeError(
-                f"{where}: matmul_dtype={matmul_dtype!r} is not a floating dtype; use e.g. "
-                "jnp.bfloat16."
-            )
-        matmul_dtype = jnp.dtype(matmul_dtype).name
-    if impl not in IMPLS:
-        raise ValueError(
-            f"{where}: unknown impl={impl!r}; use 'auto' (fused path when the options allow, "
-            "else the generic scan), 'fast' or 'scan'."
-        )
-    for name, value in step_kwargs.items():
-        if name.endswith("activation"):
-            get_activation(value, where=where, arg=name)
-    dtype = params.kernel.dtype
-    is_lstm = step is lstm_step
-    if initial_state is None:
-        initial_state = zero_state(params, (batch,))
-    else:
-        check_state(initial_state, is_lstm, batch, hidden, dtype, where)
-    valid = sequence_mask(
-        seq_lengths, mask, (batch,), num_steps, time_major=time_major, where=where
-    )
+    """The shared body of the layer functions: validation, dropout, plan, run.
 
+    ``options`` are the layer's keywords (``layer_options(spec.options)``; missing
+    ones take their defaults). ``autodiff_min_batch`` is the batch size from which
+    the fused LSTM's gradient is autodiff (None: ``dispatch.default_autodiff_min_batch()``,
+    read at each call); it is internal, for tests and benchmarks, not a layer option.
+    """
+    where = spec.layer
+    known = layer_options(spec.options)
+    opts = {o.name: o.validate(options.pop(o.name, o.default), where) for o in known}
+    if options:  # the public signatures make this unreachable; internal callers are held to it
+        raise TypeError(f"{where}: unknown options {sorted(options)}.")
+    in_size, hidden = check_params(params, spec.params_type, where)
+    batch, num_steps = check_sequence(x, where, time_major=opts["time_major"])
+    check_input(x, in_size, where, kernel_shape=shape_of(params.kernel))
+    key = dropout_key(
+        opts["key"], opts["training"], opts["dropout"], opts["recurrent_dropout"], where
+    )
+    dtype = params.kernel.dtype
+    initial_state = opts["initial_state"]
+    if initial_state is None:
+        initial_state = spec.zero_state(params, (batch,))
+    else:
+        check_state(initial_state, spec, batch, hidden, dtype, where)
+    valid = sequence_mask(
+        opts["seq_lengths"],
+        opts["mask"],
+        (batch,),
+        num_steps,
+        time_major=opts["time_major"],
+        where=where,
+    )
     masks = make_dropout_masks(
         key,
         (batch,),
         in_size,
         hidden,
-        num_gates,
-        dropout=dropout,
-        recurrent_dropout=recurrent_dropout,
+        spec.gates,
+        dropout=opts["dropout"],
+        recurrent_dropout=opts["recurrent_dropout"],
         dtype=dtype,
     )
-    reason = fast_reason(step, step_kwargs, masks.input, masks.recurrent, remat, where)
+    cell_options = {name: opts[name] for name in spec.options}
+    impl = opts["impl"]
+    reason = dispatch.unsupported(
+        spec, cell_options, masks.input, masks.recurrent, opts["remat"], where
+    )
     if reason is None and under_forward_mode((params, x, initial_state)):
         # the fused path's custom VJP has no forward mode; the generic scan has both
         reason = "forward-mode autodiff (jax.jvp, jax.jacfwd): its backward pass is a custom VJP"
@@ -174,42 +144,36 @@ def run_layer(
             f"{where}: impl='fast' cannot run {reason}; use impl='auto' (falls back to "
             "the generic scan) or impl='scan'."
         )
-    if matmul_dtype is not None and (impl == "scan" or reason is not None):
+    if opts["matmul_dtype"] is not None and (impl == "scan" or reason is not None):
         why = "impl='scan'" if impl == "scan" else reason
         raise ValueError(
-            f"{where}: matmul_dtype={matmul_dtype!r} needs the fused path, which cannot run "
-            f"{why}. Drop matmul_dtype, or the option that forces the generic scan."
+            f"{where}: matmul_dtype={opts['matmul_dtype']!r} needs the fused path, which cannot "
+            f"run {why}. Drop matmul_dtype, or the option that forces the generic scan."
         )
+    if autodiff_min_batch is None:
+        autodiff_min_batch = dispatch.default_autodiff_min_batch()
     plan = _Plan(
-        step=step,
-        step_kwargs=tuple(sorted(step_kwargs.items())),
+        spec=spec,
+        cell_options=tuple(sorted(cell_options.items())),
         fused=impl != "scan" and reason is None,
-        go_backwards=go_backwards,
-        unroll=unroll,
-        remat=remat,
-        matmul_dtype=matmul_dtype,
-        time_major=time_major,
-        return_sequences=return_sequences,
-        return_state=return_state,
-        lstm_autodiff_min_batch=_fast.lstm_autodiff_min_batch(),  # read per call: in the key
+        autodiff_min_batch=autodiff_min_batch,
+        **{o.name: opts[o.name] for o in LAYER_OPTIONS if o.static},
     )
     return _run(plan, params, x, initial_state, valid, masks)
 
 
-class _Plan(NamedTuple):
-    """The static (hashable) choices of one layer call, validated by ``run_layer``."""
-
-    step: Callable
-    step_kwargs: tuple  # sorted (name, value) pairs
-    fused: bool  # the fused recurrence (else the generic scan of the step)
-    go_backwards: bool
-    unroll: int | bool
-    remat: str | None
-    matmul_dtype: str | None
-    time_major: bool
-    return_sequences: bool
-    return_state: bool
-    lstm_autodiff_min_batch: int  # see _fast_lstm.AUTODIFF_MIN_BATCH
+# The static (hashable) choices of one layer call: the spec, its cell options, the
+# path, and every option declared static in ``_options.LAYER_OPTIONS``.
+_Plan = NamedTuple(
+    "_Plan",
+    [
+        ("spec", CellSpec),
+        ("cell_options", tuple),  # sorted (name, value) pairs
+        ("fused", bool),  # the fused recurrence (else the generic scan of the step)
+        ("autodiff_min_batch", int),  # see run_layer
+    ]
+    + [(o.name, Any) for o in LAYER_OPTIONS if o.static],
+)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -219,7 +183,7 @@ def _run(plan: _Plan, params, x, initial_state, valid, masks):
     Under an outer ``jit``/``grad``/``vmap`` this is inlined; called eagerly, it
     compiles once and is reused, instead of re-tracing the scan at every call.
     """
-    step_kwargs = dict(plan.step_kwargs)
+    cell_options = dict(plan.cell_options)
     # Inside shard_map, values the same on every device (parameters, a zero
     # initial state) meet per-device inputs: make them per-device up front, so
     # that scan carries keep one type and the custom VJPs see one type. Their
@@ -227,20 +191,15 @@ def _run(plan: _Plan, params, x, initial_state, valid, masks):
     everything = (params, x, initial_state, valid, masks)
     params, x, initial_state, valid, masks = match_varying(everything, everything)
     if plan.fused:
+        loop = LoopOptions(
+            plan.go_backwards, plan.unroll, plan.matmul_dtype, plan.autodiff_min_batch
+        )
         segment = functools.partial(
-            fast_segment,
-            plan.step,
-            step_kwargs,
-            params,
-            input_mask=masks.input,
-            reverse=plan.go_backwards,
-            unroll=plan.unroll,
-            matmul_dtype=plan.matmul_dtype,
-            lstm_autodiff_min_batch=plan.lstm_autodiff_min_batch,
+            dispatch.segment, plan.spec, cell_options, params, input_mask=masks.input, opts=loop
         )
     else:
         cell = functools.partial(
-            plan.step, **step_kwargs, input_mask=masks.input, recurrent_mask=masks.recurrent
+            plan.spec.step, **cell_options, input_mask=masks.input, recurrent_mask=masks.recurrent
         )
         segment = functools.partial(
             scan_segment,
@@ -273,64 +232,22 @@ def _run(plan: _Plan, params, x, initial_state, valid, masks):
     return (out, carry) if plan.return_state else out
 
 
-_LAYER_DOC = """Run a {kind} over a batch of sequences, as ``keras.layers.{keras}``.
-
-    Equation per step: see ``jaxrnn.{step}``. ``x`` is ``(batch, time, features)``
-    (``(time, batch, features)`` with ``time_major``).
-
-    Args:
-        params: ``{params}`` (Keras layout).
-        x: the input sequences, floating point.
-        initial_state: {state}; zeros when None.
-        return_sequences: return all outputs ``(B, T, H)`` instead of the last ``(B, H)``.
-        return_state: also return the final carry: ``(output, state)``.
-        go_backwards: process the sequence from its end; outputs come in processing
-            order (as Keras). With lengths or a mask, padded steps are skipped.
-        seq_lengths: integer ``(B,)`` lengths of right-padded sequences.
-        mask: boolean ``(B, T)`` validity mask (Keras' ``mask``); a masked step
-            leaves the state unchanged and outputs zeros.
-        time_major: input and output sequences are ``(T, B, ...)``.
-        unroll: scan steps per loop iteration (int >= 1, or True for all).
-        dropout, recurrent_dropout: Keras' variational dropout rates (training only).
-        key: a ``jax.random`` key for the dropout masks; required when a rate is
-            non-zero, unless ``training=False``.
-        training: Keras' switch. None (default): dropout is applied when a rate is
-            non-zero, and then a ``key`` is required (a rate without a key raises
-            rather than silently training without dropout); False: inference,
-            dropout off, the key ignored; True: training, as None. In a loss
-            given ``key=None`` for evaluation (``jaxrnn.train``), pass
-            ``training=key is not None``.
-        impl: ``"auto"`` (default) runs the fused recurrence (hoisted input
-            projection, hand-written backward pass) when the options allow and the
-            generic ``lax.scan`` of the step function otherwise; ``"scan"`` forces
-            the generic scan (e.g. for forward-mode autodiff, which the fused
-            path's custom VJP does not support); ``"fast"`` requires the fused path.
-        remat: memory for gradients over long sequences: None (store every step's
-            gate values), ``"step"`` (checkpoint each step; generic scan) or
-            ``"sqrt"`` (checkpoint ~√T chunks: O(√T) stored steps). Same values.
-        matmul_dtype: mixed precision, e.g. ``jnp.bfloat16``: matmul inputs in this
-            dtype with accumulation, gates, carry and cell state in the parameters'
-            dtype (fused path only).
-        {extra}
-    Returns:
-        The last output ``(B, H)`` (the final ``h``: for a zero-length sequence,
-        the initial ``h``, as Keras) or all
-        outputs; with ``return_state``, ``(output, final_state)``, the state taken
-        at each sequence's true last step.
-
-    Raises:
-        ValueError: wrong rank (a 2-D ``x`` usually means the previous layer needs
-            ``return_sequences=True``), feature/hidden-size mismatches, bad lengths.
-        TypeError: non-float ``x``, wrongly typed state, lengths or mask.
-
-    Example:
-        >>> import jax, jax.numpy as jnp, jaxrnn
-        >>> p = jaxrnn.{init}(jax.random.key(0), 3, 4)
-        >>> jaxrnn.{name}(p, jnp.ones((2, 5, 3)), return_sequences=True).shape
-        (2, 5, 4)
-    """
+def layer_for(spec: CellSpec) -> Callable:
+    """The public layer function of a cell (``jaxrnn.lstm`` for the LSTM's spec)."""
+    return _LAYERS[spec.kind]
 
 
+def _layer(kind: str) -> Callable:
+    """Register the decorated function as the layer of cell ``kind``."""
+
+    def register(fn: Callable) -> Callable:
+        _LAYERS[kind] = fn
+        return fn
+
+    return register
+
+
+@_layer("rnn")
 def simple_rnn(
     params,
     x,
@@ -352,30 +269,37 @@ def simple_rnn(
     remat=None,
     matmul_dtype=None,
 ):
-    return run_layer(
-        "simple_rnn",
-        rnn_step,
-        dict(activation=activation),
-        params,
-        x,
-        initial_state=initial_state,
-        return_sequences=return_sequences,
-        return_state=return_state,
-        go_backwards=go_backwards,
-        seq_lengths=seq_lengths,
-        mask=mask,
-        time_major=time_major,
-        unroll=unroll,
-        dropout=dropout,
-        recurrent_dropout=recurrent_dropout,
-        key=key,
-        training=training,
-        impl=impl,
-        remat=remat,
-        matmul_dtype=matmul_dtype,
-    )
+    """Run a simple (Elman) RNN over a batch of sequences, as ``keras.layers.SimpleRNN``::
+
+        h_t = activation(x_t W + h_{t-1} U + b)        (see ``jaxrnn.rnn_step``)
+
+    ``x`` is ``(batch, time, features)`` (``(time, batch, features)`` with
+    ``time_major``); the carry is the hidden state ``h`` ``(B, H)``.
+
+    Args:
+        params: ``RNNParams`` (Keras layout), e.g. from ``jaxrnn.init_rnn``.
+        x: the input sequences, floating point.
+        activation: callable or Keras name (default ``'tanh'``).
+
+    The other keywords are the layers' common options, each documented in
+    ``help(jaxrnn.lstm)``: initial_state, return_sequences, return_state,
+    go_backwards, seq_lengths, mask, time_major, unroll, dropout,
+    recurrent_dropout, key, training, impl, remat, matmul_dtype.
+
+    Returns:
+        The last output ``(B, H)`` or, with ``return_sequences``, all outputs
+        ``(B, T, H)``; with ``return_state``, ``(output, final_h)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxrnn
+        >>> p = jaxrnn.init_rnn(jax.random.key(0), 3, 4)
+        >>> jaxrnn.simple_rnn(p, jnp.ones((2, 5, 3)), return_sequences=True).shape
+        (2, 5, 4)
+    """
+    return run_layer(spec_named("rnn"), **locals())
 
 
+@_layer("lstm")
 def lstm(
     params,
     x,
@@ -398,30 +322,74 @@ def lstm(
     remat=None,
     matmul_dtype=None,
 ):
-    return run_layer(
-        "lstm",
-        lstm_step,
-        dict(activation=activation, recurrent_activation=recurrent_activation),
-        params,
-        x,
-        initial_state=initial_state,
-        return_sequences=return_sequences,
-        return_state=return_state,
-        go_backwards=go_backwards,
-        seq_lengths=seq_lengths,
-        mask=mask,
-        time_major=time_major,
-        unroll=unroll,
-        dropout=dropout,
-        recurrent_dropout=recurrent_dropout,
-        key=key,
-        training=training,
-        impl=impl,
-        remat=remat,
-        matmul_dtype=matmul_dtype,
-    )
+    """Run an LSTM over a batch of sequences, as ``keras.layers.LSTM``::
+
+        i, f, o = σ(x W + h U + b)_{i,f,o}    g = act(x W + h U + b)_g
+        c_t = f ⊙ c_{t-1} + i ⊙ g             h_t = o ⊙ act(c_t)   (see ``jaxrnn.lstm_step``)
+
+    ``x`` is ``(batch, time, features)`` (``(time, batch, features)`` with
+    ``time_major``); the carry is ``LSTMState(h, c)``, each ``(B, H)``. The
+    options below after ``recurrent_activation`` are those of every layer
+    (``jaxrnn.simple_rnn`` and ``jaxrnn.gru`` too).
+
+    Args:
+        params: ``LSTMParams`` (Keras layout), e.g. from ``jaxrnn.init_lstm``.
+        x: the input sequences, floating point.
+        activation: callable or Keras name (default ``'tanh'``).
+        recurrent_activation: callable or Keras name for the gates (default ``'sigmoid'``).
+        initial_state: the carry to start from; zeros when None. Here an
+            ``LSTMState(h, c)``; for the other layers the array ``h``.
+        return_sequences: return all outputs ``(B, T, H)`` instead of the last ``(B, H)``.
+        return_state: also return the final carry: ``(output, state)``.
+        go_backwards: process the sequence from its end; outputs come in processing
+            order (as Keras). With lengths or a mask, padded steps are skipped.
+        seq_lengths: integer ``(B,)`` lengths of right-padded sequences.
+        mask: boolean ``(B, T)`` validity mask (Keras' ``mask``); a masked step
+            leaves the state unchanged and outputs zeros.
+        time_major: input and output sequences are ``(T, B, ...)``.
+        unroll: scan steps per loop iteration (int >= 1, or True for all).
+        dropout: Keras' variational dropout rate on the inputs.
+        recurrent_dropout: Keras' variational dropout rate on the recurrent state.
+            Both rates act in training only.
+        key: a ``jax.random`` key for the dropout masks; required when a rate is
+            non-zero, unless ``training=False``.
+        training: Keras' switch: None or True applies dropout, False does not.
+            With None (default) a non-zero rate needs a ``key`` (a rate without a
+            key raises rather than silently training without dropout); False is
+            inference, the key ignored. In a loss given ``key=None`` for
+            evaluation (``jaxrnn.train``), pass ``training=key is not None``.
+        impl: ``'auto'`` (fused path when the options allow), ``'fast'`` or ``'scan'``.
+            The fused path hoists the input projection and has a hand-written
+            backward pass; ``'scan'`` forces the generic ``lax.scan`` of the step
+            function; ``'fast'`` requires the fused path. Forward-mode autodiff
+            (``jax.jvp``, ``jax.jacfwd``) runs the generic scan under ``'auto'``.
+        remat: memory for gradients: None (store every step), ``'step'`` or ``'sqrt'``.
+            ``'step'`` checkpoints each step (generic scan), ``'sqrt'`` ~√T chunks
+            (O(√T) stored steps). Same values.
+        matmul_dtype: mixed precision, e.g. ``jnp.bfloat16``: matmul inputs in this dtype.
+            Accumulation, gates, carry and cell state stay in the parameters'
+            dtype (fused path only).
+
+    Returns:
+        The last output ``(B, H)`` (the final ``h``: for a zero-length sequence,
+        the initial ``h``, as Keras) or all outputs; with ``return_state``,
+        ``(output, final_state)``, the state taken at each sequence's true last step.
+
+    Raises:
+        ValueError: wrong rank (a 2-D ``x`` usually means the previous layer needs
+            ``return_sequences=True``), feature/hidden-size mismatches, bad lengths.
+        TypeError: non-float ``x``, wrongly typed state, lengths or mask.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxrnn
+        >>> p = jaxrnn.init_lstm(jax.random.key(0), 3, 4)
+        >>> jaxrnn.lstm(p, jnp.ones((2, 5, 3)), return_sequences=True).shape
+        (2, 5, 4)
+    """
+    return run_layer(spec_named("lstm"), **locals())
 
 
+@_layer("gru")
 def gru(
     params,
     x,
@@ -445,62 +413,35 @@ def gru(
     remat=None,
     matmul_dtype=None,
 ):
-    return run_layer(
-        "gru",
-        gru_step,
-        dict(
-            activation=activation,
-            recurrent_activation=recurrent_activation,
-            reset_after=reset_after,
-        ),
-        params,
-        x,
-        initial_state=initial_state,
-        return_sequences=return_sequences,
-        return_state=return_state,
-        go_backwards=go_backwards,
-        seq_lengths=seq_lengths,
-        mask=mask,
-        time_major=time_major,
-        unroll=unroll,
-        dropout=dropout,
-        recurrent_dropout=recurrent_dropout,
-        key=key,
-        training=training,
-        impl=impl,
-        remat=remat,
-        matmul_dtype=matmul_dtype,
-    )
+    """Run a GRU over a batch of sequences, as ``keras.layers.GRU``::
 
+        z, r = σ(x W + b + h U + β)_{z,r}
+        n = act(x W_n + b_n + r ⊙ (h U_n + β_n))     (reset_after=True)
+        h_t = z ⊙ h_{t-1} + (1 − z) ⊙ n              (see ``jaxrnn.gru_step``)
 
-simple_rnn.__doc__ = _LAYER_DOC.format(
-    kind="simple (Elman) RNN",
-    keras="SimpleRNN",
-    step="rnn_step",
-    params="RNNParams",
-    state="hidden state ``(B, H)``",
-    init="init_rnn",
-    name="simple_rnn",
-    extra="activation: callable or Keras name (default ``'tanh'``).\n",
-)
-lstm.__doc__ = _LAYER_DOC.format(
-    kind="LSTM",
-    keras="LSTM",
-    step="lstm_step",
-    params="LSTMParams",
-    state="``LSTMState(h, c)``, each ``(B, H)``",
-    init="init_lstm",
-    name="lstm",
-    extra="activation, recurrent_activation: callables or Keras names.\n",
-)
-gru.__doc__ = _LAYER_DOC.format(
-    kind="GRU",
-    keras="GRU",
-    step="gru_step",
-    params="GRUParams",
-    state="hidden state ``(B, H)``",
-    init="init_gru",
-    name="gru",
-    extra="activation, recurrent_activation: callables or Keras names.\n"
-    "        reset_after: the GRU variant (True: PyTorch/Keras default).\n",
-)
+    ``x`` is ``(batch, time, features)`` (``(time, batch, features)`` with
+    ``time_major``); the carry is the hidden state ``h`` ``(B, H)``.
+
+    Args:
+        params: ``GRUParams`` (Keras layout), e.g. from ``jaxrnn.init_gru``.
+        x: the input sequences, floating point.
+        activation: callable or Keras name (default ``'tanh'``).
+        recurrent_activation: callable or Keras name for the gates (default ``'sigmoid'``).
+        reset_after: the GRU variant (True: Keras' and PyTorch's default).
+
+    The other keywords are the layers' common options, each documented in
+    ``help(jaxrnn.lstm)``: initial_state, return_sequences, return_state,
+    go_backwards, seq_lengths, mask, time_major, unroll, dropout,
+    recurrent_dropout, key, training, impl, remat, matmul_dtype.
+
+    Returns:
+        The last output ``(B, H)`` or all outputs ``(B, T, H)``; with
+        ``return_state``, ``(output, final_h)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxrnn
+        >>> p = jaxrnn.init_gru(jax.random.key(0), 3, 4)
+        >>> jaxrnn.gru(p, jnp.ones((2, 5, 3)), go_backwards=True).shape
+        (2, 4)
+    """
+    return run_layer(spec_named("gru"), **locals())

@@ -17,16 +17,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax.nn import initializers
 
-from ._activations import get_activation
+from ._cells.activations import get_activation
+from ._cells.gru import GRUParams, init_gru
+from ._cells.lstm import LSTMParams, init_lstm
+from ._cells.orthogonal import orthogonal
+from ._cells.simple_rnn import RNNParams, init_rnn
 from ._compose import MERGE_MODES
 from ._dropout import check_rate
-from ._fast import IMPLS
-from ._gru import GRUParams, init_gru
 from ._layers import gru, lstm, simple_rnn
-from ._lstm import LSTMParams, init_lstm
-from ._orthogonal import orthogonal
+from ._options import IMPLS
 from ._remat import check_remat
-from ._simple_rnn import RNNParams, init_rnn
 from ._unroll import check_unroll
 
 # Keras initialiser names whose jax.nn.initializers namesake draws the same
@@ -38,7 +38,7 @@ INITIALIZERS: dict[str, Callable] = {
     "he_normal": initializers.he_normal(),
     "lecun_uniform": initializers.lecun_uniform(),
     "lecun_normal": initializers.lecun_normal(),
-    "orthogonal": orthogonal(),  # without LAPACK (see jaxrnn/_orthogonal.py)
+    "orthogonal": orthogonal(),  # without LAPACK (see jaxrnn/_cells/orthogonal.py)
     "zeros": initializers.zeros,
     "ones": initializers.ones,
 }

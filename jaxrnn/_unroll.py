@@ -9,14 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._cells.spec import specs
 from ._checks import match_varying, shape_of
-from ._gru import gru_step
-from ._lstm import lstm_step
 from ._remat import check_remat, nested_scan
-from ._simple_rnn import rnn_step
 
 Step = Callable[[Any, Any, jax.Array], tuple[Any, Any]]
-_CELLS = (rnn_step, lstm_step, gru_step)  # their carries are always (*batch, H)
 
 
 def check_unroll(unroll: int | bool, where: str) -> None:
@@ -224,7 +221,9 @@ def unroll(
     lead = shape_of(jax.tree.leaves(xs)[0])
     num_steps = lead[0]
     batch_shape = lead[1:-1]  # every axis between time and features
-    check_carry_batch(carry, batch_shape, shape_of(leaves[0]), where, cell=step in _CELLS)
+    check_carry_batch(
+        carry, batch_shape, shape_of(leaves[0]), where, cell=any(step is s.step for s in specs())
+    )
     m = sequence_mask(seq_lengths, mask, batch_shape, num_steps, time_major=time_major, where=where)
     if m is not None:
         # The step reads zeros at padded steps, so NaN or inf padding reaches no

@@ -34,10 +34,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._cells.gru import GRUParams
+from ._cells.lstm import LSTMParams, LSTMState
+from ._cells.simple_rnn import RNNParams
+from ._cells.state import zero_state
 from ._compose import BidirectionalParams, bidirectional, stacked
-from ._gru import GRUParams
 from ._layers import check_sequence
-from ._lstm import LSTMParams, LSTMState
 from ._module_config import (
     _PARAM_TYPES,
     _bidirectional_settings,
@@ -49,8 +51,6 @@ from ._module_config import (
     _merged_features,
     _stack_settings,
 )
-from ._simple_rnn import RNNParams
-from ._state import zero_state
 
 __all__ = [
     "GRU",

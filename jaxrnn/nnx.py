@@ -33,8 +33,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ._cells.lstm import LSTMState
+from ._cells.state import zero_state
 from ._compose import BidirectionalParams, bidirectional, stacked
-from ._lstm import LSTMState
 from ._module_config import (
     _PARAM_TYPES,
     INITIALIZERS,
@@ -50,7 +51,6 @@ from ._module_config import (
     _merged_features,
     _stack_settings,
 )
-from ._state import zero_state
 
 __all__ = ["GRU", "INITIALIZERS", "LSTM", "Bidirectional", "RecurrentState", "SimpleRNN", "Stacked"]
 

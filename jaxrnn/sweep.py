@@ -470,7 +470,7 @@ def sweep(
         and _batched_lapack(program, chunk, mesh, args)
     ):
         # A batched LAPACK call (e.g. a QR under vmap) on several host devices can
-        # deadlock XLA:CPU's shared worker pool (see jaxrnn/_orthogonal.py); one
+        # deadlock XLA:CPU's shared worker pool (see jaxrnn/_cells/orthogonal.py); one
         # configuration at a time per device makes every such call unbatched.
         chunk = 1
         pad, args = _place_table(cols, n, devices, per_device, chunk, mesh, processes)

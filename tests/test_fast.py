@@ -12,6 +12,9 @@ from test_cells import make, random_carry
 
 import jaxrnn
 from jaxrnn import BidirectionalParams
+from jaxrnn._cells.spec import spec_named
+from jaxrnn._fused import lstm as fused_lstm
+from jaxrnn._layers import run_layer
 
 LAYERS = {
     "rnn_tanh": (jaxrnn.simple_rnn, "rnn", {}),
@@ -20,21 +23,15 @@ LAYERS = {
     "lstm": (jaxrnn.lstm, "lstm", {}),
     # the LSTM's other backward pass (autodiff of an in-loop projection), which the
     # layers take from AUTODIFF_MIN_BATCH on, forced here at the tests' small batch
-    "lstm_autodiff": (jaxrnn.lstm, "lstm", {}),
+    # through the internal dispatch's keyword
+    "lstm_autodiff": (
+        functools.partial(run_layer, spec_named("lstm"), autodiff_min_batch=1),
+        "lstm",
+        {},
+    ),
     "gru": (jaxrnn.gru, "gru", {}),
 }
 B, T, I = 3, 6, 3
-
-
-@pytest.fixture(autouse=True)
-def _lstm_backward(request, monkeypatch):
-    """Tests parametrized with name='lstm_autodiff' run the autodiff backward pass."""
-    spec = getattr(request.node, "callspec", None)
-    if spec is None or spec.params.get("name") != "lstm_autodiff":
-        yield
-        return
-    monkeypatch.setattr(jaxrnn._fast, "AUTODIFF_MIN_BATCH", 1)  # read per call (part of the plan)
-    yield
 
 
 def both(layer, *args, **kw):
@@ -320,15 +317,13 @@ def test_matmul_dtype_needs_the_fused_path():
 def test_lstm_backward_switches_to_autodiff_at_large_batches(monkeypatch):
     """From AUTODIFF_MIN_BATCH on, the fused LSTM's gradient comes from autodiff of the
     in-loop projection (faster there, see benchmarks/lstm_backward.py): same values."""
-    from jaxrnn import _fast_lstm
-
     calls = []
-    original = _fast_lstm._project_in_loop
-    monkeypatch.setattr(_fast_lstm, "_project_in_loop", lambda *a: calls.append(1) or original(*a))
+    original = fused_lstm._project_in_loop
+    monkeypatch.setattr(fused_lstm, "_project_in_loop", lambda *a: calls.append(1) or original(*a))
     p, _, _ = make("lstm")
     for batch, expected in [
-        (jaxrnn._fast.AUTODIFF_MIN_BATCH, 1),
-        (jaxrnn._fast.AUTODIFF_MIN_BATCH - 1, 0),
+        (fused_lstm.AUTODIFF_MIN_BATCH, 1),
+        (fused_lstm.AUTODIFF_MIN_BATCH - 1, 0),
     ]:
         calls.clear()
         x = jax.random.normal(jax.random.key(2), (batch, T, I))

@@ -32,7 +32,7 @@ def test_scale_column_axis_and_errors():
 
 
 def test_no_lapack_call_under_vmap_and_in_the_default_inits():
-    """A batched LAPACK call can deadlock several host devices (see jaxrnn/_orthogonal.py)."""
+    """A batched LAPACK call can deadlock several host devices (see jaxrnn/_cells/orthogonal.py)."""
     keys = jax.random.split(jax.random.key(0), 4)
     for init in (jaxrnn.init_rnn, jaxrnn.init_lstm, jaxrnn.init_gru):
         text = jax.jit(jax.vmap(lambda k, init=init: init(k, 3, 100))).lower(keys).as_text()

@@ -14,11 +14,12 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers
 
-from ._activations import Activation, get_activation
-from ._checks import check_hidden, check_input, check_params, shape_of
-from ._dropout import masked_matmul
-from ._init import draw
-from ._orthogonal import orthogonal
+from .._checks import check_hidden, check_input, check_params, shape_of
+from .._dropout import masked_matmul
+from .activations import Activation, get_activation
+from .init import draw
+from .orthogonal import orthogonal
+from .spec import CellSpec, register
 
 
 class GRUParams(NamedTuple):
@@ -111,7 +112,7 @@ def gru_step(
         (4, 2)
     """
     where = "gru_step"
-    in_size, hidden = check_params(params, 3, where)
+    in_size, hidden = check_params(params, GRUParams, where)
     check_input(x, in_size, where, kernel_shape=shape_of(params.kernel))
     dtype = params.kernel.dtype
     check_hidden(carry, hidden, dtype, where, "carry")
@@ -151,3 +152,22 @@ def gru_step(
         n = act(ax_n + ah_n)
     h = z * h + (1.0 - z) * n
     return h, h
+
+
+SPEC = register(
+    CellSpec(
+        kind="gru",
+        layer="gru",
+        keras="GRU",
+        torch="GRU",
+        step=gru_step,
+        init=init_gru,
+        params_type=GRUParams,
+        gates=3,
+        state_fields=("h",),
+        state_type=None,
+        options=("activation", "recurrent_activation", "reset_after"),
+        init_options=("reset_after",),
+        fused="jaxrnn._fused.gru",
+    )
+)

@@ -8,11 +8,12 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers
 
-from ._activations import Activation, get_activation
-from ._checks import check_hidden, check_input, check_params, shape_of
-from ._dropout import masked_matmul
-from ._init import draw
-from ._orthogonal import orthogonal
+from .._checks import check_hidden, check_input, check_params, shape_of
+from .._dropout import masked_matmul
+from .activations import Activation, get_activation
+from .init import draw
+from .orthogonal import orthogonal
+from .spec import CellSpec, register
 
 
 class LSTMParams(NamedTuple):
@@ -116,7 +117,7 @@ def lstm_step(
         ((2,), (2,))
     """
     where = "lstm_step"
-    in_size, hidden = check_params(params, 4, where)
+    in_size, hidden = check_params(params, LSTMParams, where)
     check_input(x, in_size, where, kernel_shape=shape_of(params.kernel))
     if not isinstance(carry, LSTMState):
         raise TypeError(
@@ -141,3 +142,22 @@ def lstm_step(
     c = f * c + i * g
     h = o * act(c)
     return LSTMState(h, c), h
+
+
+SPEC = register(
+    CellSpec(
+        kind="lstm",
+        layer="lstm",
+        keras="LSTM",
+        torch="LSTM",
+        step=lstm_step,
+        init=init_lstm,
+        params_type=LSTMParams,
+        gates=4,
+        state_fields=("h", "c"),
+        state_type=LSTMState,
+        options=("activation", "recurrent_activation"),
+        init_options=("unit_forget_bias",),
+        fused="jaxrnn._fused.lstm",
+    )
+)

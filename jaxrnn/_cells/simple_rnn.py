@@ -8,11 +8,12 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers
 
-from ._activations import Activation, get_activation
-from ._checks import check_hidden, check_input, check_params, shape_of
-from ._dropout import masked_matmul
-from ._init import draw
-from ._orthogonal import orthogonal
+from .._checks import check_hidden, check_input, check_params, shape_of
+from .._dropout import masked_matmul
+from .activations import Activation, get_activation
+from .init import draw
+from .orthogonal import orthogonal
+from .spec import CellSpec, register
 
 
 class RNNParams(NamedTuple):
@@ -89,7 +90,7 @@ def rnn_step(
         (2,)
     """
     where = "rnn_step"
-    in_size, hidden = check_params(params, 1, where)
+    in_size, hidden = check_params(params, RNNParams, where)
     check_input(x, in_size, where, kernel_shape=shape_of(params.kernel))
     check_hidden(carry, hidden, params.kernel.dtype, where, "carry")
     act = get_activation(activation, where=where, arg="activation")
@@ -102,3 +103,21 @@ def rnn_step(
         a = a + params.bias
     h = act(a)
     return h, h
+
+
+SPEC = register(
+    CellSpec(
+        kind="rnn",
+        layer="simple_rnn",
+        keras="SimpleRNN",
+        torch="RNN",
+        step=rnn_step,
+        init=init_rnn,
+        params_type=RNNParams,
+        gates=1,
+        state_fields=("h",),
+        state_type=None,
+        options=("activation",),
+        fused="jaxrnn._fused.rnn",
+    )
+)

@@ -5,11 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
-from ._gru import GRUParams
-from ._lstm import LSTMParams, LSTMState
-from ._simple_rnn import RNNParams
+from .spec import param_type_names, spec_of
 
 
 def zero_state(params: Any, batch_shape: tuple[int, ...] | int = ()) -> Any:
@@ -26,18 +23,15 @@ def zero_state(params: Any, batch_shape: tuple[int, ...] | int = ()) -> Any:
     """
     if isinstance(batch_shape, int):
         batch_shape = (batch_shape,)
-    if not isinstance(params, (RNNParams, LSTMParams, GRUParams)):
+    spec = spec_of(params)
+    if spec is None:
         raise TypeError(
-            "zero_state: params must be RNNParams, LSTMParams or GRUParams, got "
+            f"zero_state: params must be {param_type_names()}, got "
             f"{type(params).__name__}. For your own cell, build the carry with jnp.zeros."
         )
-    hidden = params.recurrent_kernel.shape[0]
-    zeros = jnp.zeros((*tuple(batch_shape), hidden), params.recurrent_kernel.dtype)
-    if isinstance(params, LSTMParams):
-        return LSTMState(zeros, zeros)
-    return zeros
+    return spec.zero_state(params, tuple(batch_shape))
 
 
 def last_hidden(carry: Any) -> jax.Array:
     """The hidden state ``h`` of a carry (``LSTMState.h`` or the array itself)."""
-    return carry.h if isinstance(carry, LSTMState) else carry
+    return carry.h if hasattr(carry, "_fields") else carry

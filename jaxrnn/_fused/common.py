@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any, NamedTuple
 
 import jax
@@ -14,6 +15,9 @@ class LoopOptions(NamedTuple):
     reverse: bool = False
     unroll: int | bool = 1
     matmul_dtype: Any = None  # e.g. "bfloat16": matmul inputs in this dtype, f32 accumulation
+    # the LSTM's gradient is autodiff from this batch size on (the layers pass
+    # dispatch.default_autodiff_min_batch(); the default here: never)
+    autodiff_min_batch: int = sys.maxsize
 
 
 def cast(a: jax.Array, opts: LoopOptions) -> jax.Array:
@@ -46,3 +50,13 @@ def previous(carries: jax.Array, first: jax.Array, reverse: bool) -> jax.Array:
     if reverse:
         return jnp.concatenate([carries[1:], first[None]], axis=0)
     return jnp.concatenate([first[None], carries[:-1]], axis=0)
+
+
+def bias_or_zeros(b: jax.Array | None, like: jax.Array) -> jax.Array:
+    """``b``, or zeros the size of ``like``'s last axis (a cell without bias)."""
+    return jnp.zeros(like.shape[-1], like.dtype) if b is None else b
+
+
+def project(xs: jax.Array, w: jax.Array, opts: LoopOptions) -> jax.Array:
+    """The hoisted input projection ``xs W`` over all steps at once, ``(T, B, G·H)``."""
+    return matmul(xs, cast(w, opts), opts, w.dtype)

@@ -18,7 +18,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from ._fast_common import LoopOptions, cast, matmul, previous, sum_outer
+from .._cells.activations import get_activation
+from .common import LoopOptions, bias_or_zeros, cast, matmul, previous, sum_outer
 
 
 def _forward(xs, w, u, b, rb, h0, mask, opts: LoopOptions, save: bool):
@@ -33,7 +34,7 @@ def _forward(xs, w, u, b, rb, h0, mask, opts: LoopOptions, save: bool):
         k = 2 * h.shape[-1]
         ah = matmul(h, u_c, opts, xw_t.dtype) + rb
         h_n = ah[..., k:]
-        # σ(a) = (1 + tanh(a / 2)) / 2: one tanh for both gates (see _fast_lstm)
+        # σ(a) = (1 + tanh(a / 2)) / 2: one tanh for both gates (see lstm.py)
         zr = half + half * jnp.tanh(half * (xw_t[..., :k] + ah[..., :k]))
         z, r = jnp.split(zr, 2, axis=-1)
         n = jnp.tanh(xw_t[..., k:] + r * h_n)
@@ -89,3 +90,25 @@ def _bwd(opts, saved, cotangents):
 
 
 gru_recurrence.defvjp(_fwd, _bwd)
+
+
+def unsupported(step_kwargs: dict, where: str) -> str | None:
+    """Why this recurrence cannot run the step's options, or None."""
+    act = get_activation(step_kwargs.get("activation", "tanh"), where=where, arg="activation")
+    rec = get_activation(
+        step_kwargs.get("recurrent_activation", "sigmoid"), where=where, arg="recurrent_activation"
+    )
+    if act is not jnp.tanh or rec is not jax.nn.sigmoid:
+        return "activations other than tanh / sigmoid"
+    if not step_kwargs.get("reset_after", True):
+        return "reset_after=False"
+    return None
+
+
+def segment(step_kwargs: dict, params, h0, xs, mask, opts: LoopOptions):
+    """``(h_T, ys)`` of ``gru_step`` (reset-after) over time-major ``xs`` (T, B, I);
+    the projection stays in the loop (see the module docstring)."""
+    b = bias_or_zeros(params.bias, params.kernel)
+    rb = bias_or_zeros(params.recurrent_bias, params.kernel)
+    ys, h = gru_recurrence(xs, params.kernel, params.recurrent_kernel, b, rb, h0, mask, opts)
+    return h, ys

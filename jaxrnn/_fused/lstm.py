@@ -23,7 +23,9 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from ._fast_common import LoopOptions, cast, matmul, previous, sum_outer
+from .._cells.activations import get_activation
+from .._cells.lstm import LSTMState
+from .common import LoopOptions, bias_or_zeros, cast, matmul, previous, project, sum_outer
 
 
 def _gates(a):
@@ -187,3 +189,26 @@ def _layer_bwd(opts, vjp, cotangents):
 
 
 lstm_layer.defvjp(_layer_fwd, _layer_bwd)
+
+
+def unsupported(step_kwargs: dict, where: str) -> str | None:
+    """Why this recurrence cannot run the step's options, or None."""
+    act = get_activation(step_kwargs.get("activation", "tanh"), where=where, arg="activation")
+    rec = get_activation(
+        step_kwargs.get("recurrent_activation", "sigmoid"), where=where, arg="recurrent_activation"
+    )
+    if act is not jnp.tanh or rec is not jax.nn.sigmoid:
+        return "activations other than tanh / sigmoid"
+    return None
+
+
+def segment(step_kwargs: dict, params, carry: LSTMState, xs, mask, opts: LoopOptions):
+    """``(LSTMState(h_T, c_T), ys)`` of ``lstm_step`` over time-major ``xs`` (T, B, I):
+    from ``opts.autodiff_min_batch`` sequences on, ``lstm_layer``'s autodiff gradient."""
+    w, u = params.kernel, params.recurrent_kernel
+    b = bias_or_zeros(params.bias, w)
+    if xs.shape[1] >= opts.autodiff_min_batch:
+        ys, h, c = lstm_layer(xs, w, u, b, carry.h, carry.c, mask, opts)
+    else:
+        ys, h, c = lstm_recurrence(project(xs, w, opts), u, b, carry.h, carry.c, mask, opts)
+    return LSTMState(h, c), ys

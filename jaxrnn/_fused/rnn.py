@@ -15,7 +15,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from ._fast_common import LoopOptions, cast, matmul, previous, sum_outer
+from .._cells.activations import get_activation
+from .common import LoopOptions, bias_or_zeros, cast, matmul, previous, project, sum_outer
 
 # activation name -> (f, f' expressed through y = f(a))
 ACTIVATIONS = {
@@ -79,3 +80,29 @@ def _bwd(activation, opts, saved, cotangents):
 
 
 rnn_recurrence.defvjp(_fwd, _bwd)
+
+
+def activation_name(activation, where: str) -> str | None:
+    """The name in ``ACTIVATIONS`` of ``activation`` (a name or callable), or None."""
+    act = get_activation(activation, where=where, arg="activation")
+    for name, (fn, _) in ACTIVATIONS.items():
+        if act is fn or act is get_activation(name, where=where, arg="activation"):
+            return name
+    return None
+
+
+def unsupported(step_kwargs: dict, where: str) -> str | None:
+    """Why this recurrence cannot run the step's options, or None."""
+    if activation_name(step_kwargs.get("activation", "tanh"), where) is None:
+        return "an activation other than tanh, relu, sigmoid or linear"
+    return None
+
+
+def segment(step_kwargs: dict, params, h0, xs, mask, opts: LoopOptions):
+    """``(h_T, ys)`` of ``rnn_step`` over time-major ``xs`` (T, B, I)."""
+    name = activation_name(step_kwargs.get("activation", "tanh"), "simple_rnn")
+    b = bias_or_zeros(params.bias, params.kernel)
+    ys, h = rnn_recurrence(
+        project(xs, params.kernel, opts), params.recurrent_kernel, b, h0, mask, name, opts
+    )
+    return h, ys

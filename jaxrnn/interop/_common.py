@@ -8,14 +8,12 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from .._cells.gru import GRUParams
+from .._cells.spec import param_type_names, spec_named, spec_of
 from .._compose import BidirectionalParams
 from .._dropout import is_on
-from .._gru import GRUParams
-from .._lstm import LSTMParams
-from .._simple_rnn import RNNParams
+from .._layers import layer_for
 
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-PARAMS_CLS = {"rnn": RNNParams, "lstm": LSTMParams, "gru": GRUParams}
 DROPOUT_ARGS = ("dropout", "recurrent_dropout")  # Keras layer config kept in layer_kwargs
 
 
@@ -68,13 +66,18 @@ def to_numpy(a: Any) -> np.ndarray:
 
 
 def kind_of(params: Any, where: str) -> str:
-    """``"rnn"``, ``"lstm"`` or ``"gru"`` from a jaxrnn parameter NamedTuple."""
-    for kind, cls in PARAMS_CLS.items():
-        if isinstance(params, cls):
-            return kind
-    raise TypeError(
-        f"{where}: expected jaxrnn RNNParams, LSTMParams or GRUParams, got {type(params).__name__}."
-    )
+    """``"rnn"``, ``"lstm"`` or ``"gru"`` (the cell's ``CellSpec.kind``) from its parameters."""
+    spec = spec_of(params)
+    if spec is None:
+        raise TypeError(
+            f"{where}: expected jaxrnn {param_type_names()}, got {type(params).__name__}."
+        )
+    return spec.kind
+
+
+def layer_of(kind: str):
+    """The layer function of cell ``kind``: ``layer_of("lstm") is jaxrnn.lstm``."""
+    return layer_for(spec_named(kind))
 
 
 def split_layers(params: Any, where: str) -> tuple[list[list[Any]], bool, bool]:

@@ -9,11 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._gru import GRUParams
-from .._lstm import LSTMParams, LSTMState
-from .._simple_rnn import RNNParams
-from ._common import Converted, blocks, gru_reset_after, kind_of, refuse_float64, to_numpy
-from ._torch import LAYER_FN
+from .._cells.gru import GRUParams
+from .._cells.lstm import LSTMParams, LSTMState
+from .._cells.simple_rnn import RNNParams
+from ._common import Converted, blocks, gru_reset_after, kind_of, layer_of, refuse_float64, to_numpy
 
 TARGETS = (
     "nnx.LSTMCell",
@@ -117,7 +116,7 @@ def from_flax(source: Any) -> Converted:
             recurrent_kernel=np.concatenate([t[g]["kernel"] for g in ("hi", "hf", "hg", "ho")], 1),
             bias=np.concatenate([t[g]["bias"] for g in ("hi", "hf", "hg", "ho")]),
         )
-        return _exact(params, t, LAYER_FN["lstm"], {})
+        return _exact(params, t, layer_of("lstm"), {})
     if keys == {"ir", "iz", "in", "hr", "hz", "hn"}:
         hn_b = t["hn"]["bias"]
         params = GRUParams(
@@ -126,14 +125,14 @@ def from_flax(source: Any) -> Converted:
             bias=np.concatenate([t[g]["bias"] for g in ("iz", "ir", "in")]),
             recurrent_bias=np.concatenate([_z(hn_b.size, hn_b), _z(hn_b.size, hn_b), hn_b]),
         )
-        return _exact(params, t, LAYER_FN["gru"], {"reset_after": True})
+        return _exact(params, t, layer_of("gru"), {"reset_after": True})
     if keys == {"i", "h"}:
         params = RNNParams(
             np.asarray(t["i"]["kernel"]),
             np.asarray(t["h"]["kernel"]),
             np.asarray(t["i"]["bias"]),
         )
-        return _exact(params, t, LAYER_FN["rnn"], {})
+        return _exact(params, t, layer_of("rnn"), {})
     if keys == {"dense_i", "dense_h"}:
         di, dh = t["dense_i"], t["dense_h"]
         H = dh["kernel"].shape[0]
@@ -142,7 +141,7 @@ def from_flax(source: Any) -> Converted:
             params = LSTMParams(
                 np.asarray(di["kernel"]), np.asarray(dh["kernel"]), np.asarray(dh["bias"])
             )
-            return _exact(params, t, LAYER_FN["lstm"], {})
+            return _exact(params, t, layer_of("lstm"), {})
         if gates == 3 and "bias" in di:  # GRUCell
             b = blocks(di["bias"], "rzn", "zrn", 0)
             params = GRUParams(
@@ -151,12 +150,12 @@ def from_flax(source: Any) -> Converted:
                 np.asarray(b),
                 np.zeros_like(b),
             )
-            return _exact(params, t, LAYER_FN["gru"], {"reset_after": True})
+            return _exact(params, t, layer_of("gru"), {"reset_after": True})
         if gates == 1 and "bias" in di:  # SimpleCell
             params = RNNParams(
                 np.asarray(di["kernel"]), np.asarray(dh["kernel"]), np.asarray(di["bias"])
             )
-            return _exact(params, t, LAYER_FN["rnn"], {})
+            return _exact(params, t, layer_of("rnn"), {})
     raise ValueError(
         f"{where}: parameter names {sorted(keys)} (dense_h kernel shapes aside) are not "
         "those of a Flax LSTMCell, OptimizedLSTMCell, GRUCell or SimpleCell."

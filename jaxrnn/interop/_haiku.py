@@ -9,11 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._gru import GRUParams
-from .._lstm import LSTMParams
-from .._simple_rnn import RNNParams
-from ._common import Converted, blocks, gru_reset_after, kind_of, refuse_float64, to_numpy
-from ._torch import LAYER_FN
+from .._cells.gru import GRUParams
+from .._cells.lstm import LSTMParams
+from .._cells.simple_rnn import RNNParams
+from ._common import Converted, blocks, gru_reset_after, kind_of, layer_of, refuse_float64, to_numpy
 
 
 def _negate_z(a: np.ndarray, axis: int) -> np.ndarray:
@@ -126,7 +125,7 @@ def from_haiku(source: Mapping, name: str | None = None) -> Converted:
             _negate_z(parts["b"], 0),
             None,
         )
-        return _exact(params, parts, LAYER_FN["gru"], {"reset_after": False})
+        return _exact(params, parts, layer_of("gru"), {"reset_after": False})
     if kind == "lstm":
         w, b = parts["w"], parts["b"]
         H = b.size // 4
@@ -138,11 +137,11 @@ def from_haiku(source: Mapping, name: str | None = None) -> Converted:
             blocks(w[I:], "igfo", "ifgo", 1),
             np.asarray(b),
         )
-        return _exact(params, parts, LAYER_FN["lstm"], {})
+        return _exact(params, parts, layer_of("lstm"), {})
     lin, lin1 = parts["linear"], parts["linear_1"]
     bias = lin["b"] + lin1["b"] if "b" in lin1 else lin["b"]
     params = RNNParams(np.asarray(lin["w"]), np.asarray(lin1["w"]), np.asarray(bias))
-    return _exact(params, parts, LAYER_FN["rnn"], {"activation": "relu"})
+    return _exact(params, parts, layer_of("rnn"), {"activation": "relu"})
 
 
 def to_haiku(

@@ -8,15 +8,14 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from .._activations import ACTIVATIONS
+from .._cells.activations import ACTIVATIONS
+from .._cells.gru import GRUParams
+from .._cells.lstm import LSTMParams
+from .._cells.simple_rnn import RNNParams
+from .._cells.spec import spec_with
 from .._compose import BidirectionalParams, bidirectional
-from .._gru import GRUParams
-from .._lstm import LSTMParams
-from .._simple_rnn import RNNParams
-from ._common import Converted, gru_reset_after, kind_of, refuse_float64, to_numpy
-from ._torch import LAYER_FN
+from ._common import Converted, gru_reset_after, kind_of, layer_of, refuse_float64, to_numpy
 
-_KERAS_KINDS = {"SimpleRNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
 _CAST = "from_keras([w.astype(np.float32) for w in weights])"
 
 
@@ -130,7 +129,7 @@ def from_keras(source: Any, kind: str | None = None) -> Converted:
             kw["merge_mode"] = layer.merge_mode
             params = BidirectionalParams(fw.params, bw.params)
             return Converted(params, functools.partial(bidirectional, fw.layer), kw)
-        lkind = _KERAS_KINDS.get(name)
+        lkind = _keras_kind(name)
         if lkind is None:
             raise TypeError(
                 f"{where}: {name} is not a Keras SimpleRNN, LSTM, GRU or Bidirectional layer."
@@ -154,7 +153,7 @@ def from_keras(source: Any, kind: str | None = None) -> Converted:
             dropout=float(layer.dropout),
             recurrent_dropout=float(layer.recurrent_dropout),
         )
-        return Converted(params, LAYER_FN[lkind], kw)
+        return Converted(params, layer_of(lkind), kw)
     w = [to_numpy(a) for a in source]
     if len(w) in (4, 6):
         half = len(w) // 2
@@ -167,11 +166,11 @@ def from_keras(source: Any, kind: str | None = None) -> Converted:
         kw = {} if ra is None else {"reset_after": ra}
         if k == "gru" and ra is None:
             kw = {"reset_after": True}
-        return Converted(params, functools.partial(bidirectional, LAYER_FN[k]), kw)
+        return Converted(params, functools.partial(bidirectional, layer_of(k)), kw)
     params, ra = _params_from_list(w, kind, where)
     k = kind_of(params, where)
     kw = {"reset_after": True if ra is None else ra} if k == "gru" else {}
-    return Converted(params, LAYER_FN[k], kw)
+    return Converted(params, layer_of(k), kw)
 
 
 def _to_keras_one(p, reset_after, where):
@@ -256,7 +255,7 @@ def set_keras_weights(layer: Any, params: Any) -> Any:
         set_keras_weights(layer.forward_layer, params.forward)
         set_keras_weights(layer.backward_layer, params.backward)
         return layer
-    lkind = _KERAS_KINDS.get(name)
+    lkind = _keras_kind(name)
     if lkind is None:
         raise TypeError(f"{where}: {name} is not a Keras SimpleRNN, LSTM, GRU or Bidirectional.")
     kind = kind_of(params, where)
@@ -335,10 +334,16 @@ def from_keras_model(model: Any, weights_path: str | None = None) -> dict[str, A
     out: dict[str, Any] = {}
     for layer in model.layers:
         name = type(layer).__name__
-        if name in _KERAS_KINDS or name == "Bidirectional":
+        if _keras_kind(name) is not None or name == "Bidirectional":
             out[layer.name] = from_keras(layer)
         else:
             weights = [to_numpy(w) for w in layer.get_weights()]
             if weights:
                 out[layer.name] = weights
     return out
+
+
+def _keras_kind(class_name: str) -> str | None:
+    """The cell kind of a Keras recurrent layer class name (None if it is none)."""
+    spec = spec_with(keras=class_name)
+    return None if spec is None else spec.kind

@@ -9,22 +9,21 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from .._cells.gru import GRUParams
+from .._cells.lstm import LSTMParams, LSTMState
+from .._cells.simple_rnn import RNNParams
+from .._cells.spec import spec_named, specs
 from .._compose import BidirectionalParams, bidirectional, stacked
-from .._gru import GRUParams
-from .._layers import gru, lstm, simple_rnn
-from .._lstm import LSTMParams, LSTMState
-from .._simple_rnn import RNNParams
 from ._common import (
-    GATES,
     Converted,
     blocks,
     gru_reset_after,
+    layer_of,
     refuse_float64,
     split_layers,
     to_numpy,
 )
 
-LAYER_FN = {"rnn": simple_rnn, "lstm": lstm, "gru": gru}
 _TORCH_MODES = {
     "RNN_TANH": ("rnn", "tanh"),
     "RNN_RELU": ("rnn", "relu"),
@@ -280,7 +279,7 @@ def from_torch(
             w_ih, w_hh = t["weight_ih"], t["weight_hh"]
             H = w_hh.shape[1]
             gates = w_hh.shape[0] // H if H else 0
-            inferred = {1: "rnn", 3: "gru", 4: "lstm"}.get(gates)
+            inferred = _torch_kind(gates)
             if inferred is None or w_hh.shape[0] != gates * H or w_ih.shape[0] != gates * H:
                 raise ValueError(
                     f"{where}: weight_hh{sfx}.shape={w_hh.shape}, weight_ih{sfx}.shape="
@@ -290,7 +289,7 @@ def from_torch(
                 kind = inferred
             elif kind != inferred:
                 raise ValueError(
-                    f"{where}: kind={kind!r} needs {GATES[kind]} gates, but weight_hh{sfx} "
+                    f"{where}: kind={kind!r} needs {spec_named(kind).gates} gates, but weight_hh{sfx} "
                     f"has shape {w_hh.shape} ({gates} gates of H={H})."
                 )
             pair.append((w_ih, w_hh, t.get("bias_ih"), t.get("bias_hh")))
@@ -305,7 +304,7 @@ def from_torch(
         layer_kwargs["activation"] = "relu"
     layers = [[_from_torch_layer(kind, *arrays) for arrays in pair] for pair in raw]
     layers = [BidirectionalParams(*pair) if bidi else pair[0] for pair in layers]
-    base = LAYER_FN[kind]
+    base = layer_of(kind)
     if cell:
         return Converted(layers[0], base, layer_kwargs)
     fn = functools.partial(bidirectional, base, merge_mode="concat") if bidi else base
@@ -512,3 +511,8 @@ def to_torch_state(states: Any) -> Any:
             np.stack([np.asarray(s.c) for s in flat]),
         )
     return np.stack([np.asarray(s) for s in flat])
+
+
+def _torch_kind(gates: int) -> str | None:
+    """The kind of the torch.nn recurrent module with ``gates`` gates (None if none)."""
+    return next((s.kind for s in specs() if s.torch is not None and s.gates == gates), None)
