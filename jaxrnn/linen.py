@@ -34,23 +34,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._cells.gru import GRUParams
-from ._cells.lstm import LSTMParams, LSTMState
-from ._cells.simple_rnn import RNNParams
-from ._cells.state import zero_state
+from ._cells.spec import CellSpec, param_type_names, spec_named, spec_of, spec_with
 from ._compose import BidirectionalParams, bidirectional, stacked
-from ._layers import check_sequence
-from ._module_config import (
-    _PARAM_TYPES,
-    _bidirectional_settings,
-    _bind_layer,
-    _check_batch,
-    _check_config,
-    _direction_dispatch,
-    _init_cell,
-    _merged_features,
-    _stack_settings,
+from ._flax_common import (
+    RecurrentModule,
+    bidirectional_settings,
+    bind_layer,
+    check_batch,
+    check_config,
+    direction_dispatch,
+    init_cell,
+    merged_features,
+    param_fields,
+    stack_settings,
+    start_state,
 )
+from ._layers import check_sequence
 
 __all__ = [
     "GRU",
@@ -62,8 +61,6 @@ __all__ = [
     "reset_state",
     "to_params",
 ]
-
-_TYPES_BY_GATES = {1: RNNParams, 4: LSTMParams, 3: GRUParams}
 
 
 def to_params(tree: Mapping) -> Any:
@@ -92,13 +89,13 @@ def to_params(tree: Mapping) -> Any:
         tree = tree["params"]
     if "kernel" in tree:
         hidden, gh = np.shape(tree["recurrent_kernel"])
-        cls = _TYPES_BY_GATES.get(gh // hidden if hidden else 0)
-        if cls is None or gh % hidden:
+        spec = spec_with(gates=gh // hidden) if hidden and gh % hidden == 0 else None
+        if spec is None:
             raise ValueError(
                 f"to_params: recurrent_kernel.shape={(hidden, gh)} is not (H, G·H) with "
                 "G = 1 (SimpleRNN), 4 (LSTM) or 3 (GRU)."
             )
-        return cls(**{f: tree.get(f) for f in cls._fields})
+        return spec.params_type(**{f: tree.get(f) for f in spec.params_type._fields})
     if "forward_layer" in tree:
         return BidirectionalParams(
             to_params(tree["forward_layer"]), to_params(tree["backward_layer"])
@@ -131,12 +128,12 @@ def from_params(params: Any) -> dict:
             "forward_layer": from_params(params.forward),
             "backward_layer": from_params(params.backward),
         }
-    if isinstance(params, (RNNParams, LSTMParams, GRUParams)):
+    if spec_of(params) is not None:
         return {f: v for f, v in params._asdict().items() if v is not None}
     if isinstance(params, (list, tuple)):
         return {f"layers_{k}": from_params(p) for k, p in enumerate(params)}
     raise TypeError(
-        "from_params: expected RNNParams, LSTMParams, GRUParams, BidirectionalParams or a "
+        f"from_params: expected {param_type_names()}, BidirectionalParams or a "
         f"list of them, got {type(params).__name__}."
     )
 
@@ -163,8 +160,8 @@ def reset_state(variables: Mapping) -> dict:
     return out
 
 
-class _Recurrent(nn.Module):
-    """What every module here provides to ``Bidirectional`` and ``Stacked``."""
+class _Recurrent(nn.Module, RecurrentModule):
+    """The Linen side of ``RecurrentModule``: dropout keys and the call."""
 
     where: ClassVar[str] = "jaxrnn.linen"
 
@@ -237,9 +234,31 @@ class _Recurrent(nn.Module):
 
 
 class _Layer(_Recurrent):
-    """Shared body of ``SimpleRNN``, ``LSTM`` and ``GRU`` (fields in the subclasses)."""
+    """``SimpleRNN``, ``LSTM`` and ``GRU``: the fields every layer shares, declared
+    once (defaults as ``_flax_common.MODULE_OPTIONS``, which tests hold them to);
+    each subclass adds its cell's options and names its ``CellSpec``."""
 
-    kind: ClassVar[str] = "rnn"
+    units: int
+    use_bias: bool = True
+    kernel_initializer: str | Callable = "glorot_uniform"
+    recurrent_initializer: str | Callable = "orthogonal"
+    bias_initializer: str | Callable = "zeros"
+    return_sequences: bool = False
+    return_state: bool = False
+    go_backwards: bool = False
+    dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+    deterministic: bool | None = None  # Linen: required (here or per call) with dropout
+    unroll: int | bool = 1
+    stateful: bool = False
+    learnable_initial_state: bool = False
+    time_major: bool = False
+    dtype: Any = jnp.float32
+    impl: str = "auto"
+    remat: str | None = None
+    matmul_dtype: Any = None
+
+    spec: ClassVar[CellSpec]
 
     @nn.nowrap
     def get_config(self) -> dict:
@@ -271,7 +290,7 @@ class _Layer(_Recurrent):
 
     @nn.nowrap
     def _layer_fn(self, with_direction: bool = True) -> Callable:
-        return _bind_layer(self.kind, self._cfg(), with_direction=with_direction)
+        return bind_layer(self.spec, self._cfg(), with_direction=with_direction)
 
     @nn.compact
     def layer_variables(self, in_features: int, batch_size: int):
@@ -282,22 +301,15 @@ class _Layer(_Recurrent):
         (the kept state when ``stateful``, the learnt ``h0``/``c0`` broadcast over
         the batch, or zeros).
         """
-        where, cfg = self.where, self._cfg()
-        _check_config(where, {**cfg, "batch_size": None})
-        cls = _PARAM_TYPES[self.kind]
-        present = {
-            "kernel": True,
-            "recurrent_kernel": True,
-            "bias": self.use_bias,
-            "recurrent_bias": self.use_bias and getattr(self, "reset_after", False),
-        }
-        fields = [f for f in cls._fields if present[f]]
+        where, cfg, spec = self.where, self._cfg(), self.spec
+        check_config(spec, cfg, where)
+        fields = param_fields(spec, in_features, cfg, where)
         if all(self.has_variable("params", f) for f in fields):
             values = {f: self.get_variable("params", f) for f in fields}
         else:  # init: one draw of the functional initialiser
-            full = _init_cell(self.kind, self.make_rng("params"), in_features, cfg, where)
+            full = init_cell(spec, self.make_rng("params"), in_features, cfg, where)
             values = {f: self.param(f, lambda _rng, v=getattr(full, f): v) for f in fields}
-        params = cls(**{f: values.get(f) for f in cls._fields})
+        params = spec.params_type(**{f: values.get(f) for f in spec.params_type._fields})
         built = np.shape(params.kernel)[0]
         if built != in_features:
             raise ValueError(
@@ -305,22 +317,17 @@ class _Layer(_Recurrent):
                 f"in_features={built} (kernel.shape={np.shape(params.kernel)})."
             )
         units, dtype = self.units, self.dtype
+        kept = learnt = None
         if self.stateful:
-            names = ("h", "c") if self.kind == "lstm" else ("h",)
-            kept = [
-                self.variable("state", n, jnp.zeros, (batch_size, units), dtype).value
-                for n in names
-            ]
-            _check_batch(int(np.shape(kept[0])[0]), batch_size, where)
-            return params, LSTMState(*kept) if self.kind == "lstm" else kept[0]
-        if self.learnable_initial_state:
             shape = (batch_size, units)
-            h = jnp.broadcast_to(self.param("h0", nn.initializers.zeros, (units,), dtype), shape)
-            if self.kind == "lstm":
-                c0 = self.param("c0", nn.initializers.zeros, (units,), dtype)
-                return params, LSTMState(h, jnp.broadcast_to(c0, shape))
-            return params, h
-        return params, zero_state(params, (batch_size,))
+            kept = tuple(
+                self.variable("state", f, jnp.zeros, shape, dtype).value for f in spec.state_fields
+            )
+            check_batch(int(np.shape(kept[0])[0]), batch_size, where)
+        elif self.learnable_initial_state:
+            zeros = nn.initializers.zeros
+            learnt = tuple(self.param(f"{f}0", zeros, (units,), dtype) for f in spec.state_fields)
+        return params, start_state(spec, params, batch_size, kept, learnt)
 
     def _store_state(self, final) -> None:
         if not self.stateful:
@@ -331,131 +338,25 @@ class _Layer(_Recurrent):
                 "apply(..., mutable=['state']) and keep the returned state."
             )
         final = jax.lax.stop_gradient(final)
-        if self.kind == "lstm":
-            self.put_variable("state", "h", final.h)
-            self.put_variable("state", "c", final.c)
-        else:
-            self.put_variable("state", "h", final)
-
-
-_FIELDS_DOC = """
-    Attributes:
-        units: the hidden size ``H`` (the input size is read from ``x`` at init).
-        activation{ract}: Keras names or callables.
-        use_bias: create the bias vector(s).
-        kernel_initializer, recurrent_initializer, bias_initializer: Keras names
-            (``'glorot_uniform'``, ``'orthogonal'``, ``'zeros'``, ...) or
-            ``jax.nn.initializers`` callables.{extra}
-        return_sequences, return_state, go_backwards, time_major, unroll, impl,
-            remat, matmul_dtype: passed to ``jaxrnn.{fn}``.
-        dropout, recurrent_dropout: Keras' variational dropout rates; active when
-            ``deterministic`` is False, with the ``'dropout'`` rng.
-        deterministic: default of the call's ``deterministic`` (required, here or
-            per call, when a dropout rate is set).
-        stateful: keep the final state in the ``'state'`` collection (entries
-            ``h``{c}); the batch size is fixed by ``init``.
-        learnable_initial_state: parameters ``h0``{c0} ``(units,)``, zeros at init.
-        dtype: the parameters' dtype.
-
-    Parameters (``'params'``): ``kernel`` ``(F, {g}H)``, ``recurrent_kernel``
-    ``(H, {g}H)``, ``bias`` ``({g}H,)``{rbias}; ``to_params`` gives
-    ``jaxrnn.{params}``.
-"""
+        for f, value in zip(self.spec.state_fields, self.spec.state_parts(final), strict=True):
+            self.put_variable("state", f, value)
 
 
 class SimpleRNN(_Layer):
-    units: int
-    activation: str | Callable = "tanh"
-    use_bias: bool = True
-    kernel_initializer: str | Callable = "glorot_uniform"
-    recurrent_initializer: str | Callable = "orthogonal"
-    bias_initializer: str | Callable = "zeros"
-    return_sequences: bool = False
-    return_state: bool = False
-    go_backwards: bool = False
-    dropout: float = 0.0
-    recurrent_dropout: float = 0.0
-    deterministic: bool | None = None
-    unroll: int | bool = 1
-    stateful: bool = False
-    learnable_initial_state: bool = False
-    time_major: bool = False
-    dtype: Any = jnp.float32
-    impl: str = "auto"
-    remat: str | None = None
-    matmul_dtype: Any = None
-
-    kind: ClassVar[str] = "rnn"
-    where: ClassVar[str] = "jaxrnn.linen.SimpleRNN"
-
-
-class LSTM(_Layer):
-    units: int
-    activation: str | Callable = "tanh"
-    recurrent_activation: str | Callable = "sigmoid"
-    use_bias: bool = True
-    kernel_initializer: str | Callable = "glorot_uniform"
-    recurrent_initializer: str | Callable = "orthogonal"
-    bias_initializer: str | Callable = "zeros"
-    unit_forget_bias: bool = True
-    return_sequences: bool = False
-    return_state: bool = False
-    go_backwards: bool = False
-    dropout: float = 0.0
-    recurrent_dropout: float = 0.0
-    deterministic: bool | None = None
-    unroll: int | bool = 1
-    stateful: bool = False
-    learnable_initial_state: bool = False
-    time_major: bool = False
-    dtype: Any = jnp.float32
-    impl: str = "auto"
-    remat: str | None = None
-    matmul_dtype: Any = None
-
-    kind: ClassVar[str] = "lstm"
-    where: ClassVar[str] = "jaxrnn.linen.LSTM"
-
-
-class GRU(_Layer):
-    units: int
-    activation: str | Callable = "tanh"
-    recurrent_activation: str | Callable = "sigmoid"
-    use_bias: bool = True
-    kernel_initializer: str | Callable = "glorot_uniform"
-    recurrent_initializer: str | Callable = "orthogonal"
-    bias_initializer: str | Callable = "zeros"
-    reset_after: bool = True
-    return_sequences: bool = False
-    return_state: bool = False
-    go_backwards: bool = False
-    dropout: float = 0.0
-    recurrent_dropout: float = 0.0
-    deterministic: bool | None = None
-    unroll: int | bool = 1
-    stateful: bool = False
-    learnable_initial_state: bool = False
-    time_major: bool = False
-    dtype: Any = jnp.float32
-    impl: str = "auto"
-    remat: str | None = None
-    matmul_dtype: Any = None
-
-    kind: ClassVar[str] = "gru"
-    where: ClassVar[str] = "jaxrnn.linen.GRU"
-
-
-SimpleRNN.__doc__ = (
     """A simple (Elman) RNN layer, ``keras.layers.SimpleRNN`` as a Linen module::
 
         h_t = activation(x_t W + h_{t-1} U + b)        (see ``jaxrnn.rnn_step``)
 
     Shapes: ``x`` ``(B, T, F)`` -> ``(B, units)`` or ``(B, T, units)``.
-"""
-    + _FIELDS_DOC.format(
-        ract="", extra="", fn="simple_rnn", c="", c0="", g="", rbias="", params="RNNParams"
-    )
-    + """
+
+    Attributes:
+        units: the hidden size ``H`` (the input size is read from ``x`` at init).
+        activation: callable or Keras name (default ``'tanh'``).
+
+    The other fields are every layer's, documented in ``help(jaxrnn.linen.LSTM)``.
+    Parameters (``'params'``): ``kernel`` ``(F, H)``, ``recurrent_kernel`` ``(H, H)``,
+    ``bias`` ``(H,)``; ``to_params`` gives ``jaxrnn.RNNParams``.
+
     Example:
         >>> import jax, jax.numpy as jnp, jaxrnn, jaxrnn.linen
         >>> layer = jaxrnn.linen.SimpleRNN(4, return_sequences=True)
@@ -467,8 +368,14 @@ SimpleRNN.__doc__ = (
         >>> bool(jnp.allclose(layer.apply(v, x), ref))
         True
     """
-)
-LSTM.__doc__ = (
+
+    activation: str | Callable = "tanh"
+
+    spec: ClassVar[CellSpec] = spec_named("rnn")
+    where: ClassVar[str] = "jaxrnn.linen.SimpleRNN"
+
+
+class LSTM(_Layer):
     """An LSTM layer, ``keras.layers.LSTM`` as a Linen module::
 
         i, f, o = σ(x W + h U + b)_{i,f,o}    g = act(x W + h U + b)_g
@@ -476,18 +383,27 @@ LSTM.__doc__ = (
 
     Shapes: ``x`` ``(B, T, F)`` -> ``(B, units)`` or ``(B, T, units)``; the state
     is ``LSTMState(h, c)``, each ``(B, units)``.
-"""
-    + _FIELDS_DOC.format(
-        ract=", recurrent_activation",
-        extra="\n        unit_forget_bias: forget-gate bias initialised to one (Keras).",
-        fn="lstm",
-        c=", ``c``",
-        c0=" and ``c0``",
-        g="4",
-        rbias="",
-        params="LSTMParams",
-    )
-    + """
+
+    Attributes:
+        units: the hidden size ``H`` (the input size is read from ``x`` at init).
+        activation: callable or Keras name (default ``'tanh'``).
+        recurrent_activation: callable or Keras name for the gates (default ``'sigmoid'``).
+        unit_forget_bias: forget-gate bias initialised to one (Keras).
+        use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
+            return_sequences, return_state, go_backwards, unroll, time_major, impl,
+            remat, matmul_dtype, dtype: as ``jaxrnn.nnx.LSTM``'s arguments (every
+            layer here has these fields).
+        dropout, recurrent_dropout: Keras' variational dropout rates; active when
+            ``deterministic`` is False, with the ``'dropout'`` rng.
+        deterministic: default of the call's ``deterministic`` (required, here or
+            per call, when a dropout rate is set).
+        stateful: keep the final state in the ``'state'`` collection (entries
+            ``h``, ``c``); the batch size is fixed by ``init``.
+        learnable_initial_state: parameters ``h0`` and ``c0`` ``(units,)``, zeros at init.
+
+    Parameters (``'params'``): ``kernel`` ``(F, 4H)``, ``recurrent_kernel``
+    ``(H, 4H)``, ``bias`` ``(4H,)``; ``to_params`` gives ``jaxrnn.LSTMParams``.
+
     Example:
         >>> import jax, jax.numpy as jnp, jaxrnn, jaxrnn.linen
         >>> layer = jaxrnn.linen.LSTM(4, dropout=0.2)
@@ -500,8 +416,16 @@ LSTM.__doc__ = (
         ...                   jaxrnn.lstm(jaxrnn.linen.to_params(v), x)))
         True
     """
-)
-GRU.__doc__ = (
+
+    activation: str | Callable = "tanh"
+    recurrent_activation: str | Callable = "sigmoid"
+    unit_forget_bias: bool = True
+
+    spec: ClassVar[CellSpec] = spec_named("lstm")
+    where: ClassVar[str] = "jaxrnn.linen.LSTM"
+
+
+class GRU(_Layer):
     """A GRU layer, ``keras.layers.GRU`` as a Linen module::
 
         z, r = σ(x W + b + h U + β)_{z,r}
@@ -509,18 +433,18 @@ GRU.__doc__ = (
         h_t = z ⊙ h_{t-1} + (1 − z) ⊙ n              (see ``jaxrnn.gru_step``)
 
     Shapes: ``x`` ``(B, T, F)`` -> ``(B, units)`` or ``(B, T, units)``.
-"""
-    + _FIELDS_DOC.format(
-        ract=", recurrent_activation",
-        extra="\n        reset_after: the GRU variant (True: Keras' and PyTorch's default).",
-        fn="gru",
-        c="",
-        c0="",
-        g="3",
-        rbias=", ``recurrent_bias`` ``(3H,)`` (reset-after only)",
-        params="GRUParams",
-    )
-    + """
+
+    Attributes:
+        units: the hidden size ``H`` (the input size is read from ``x`` at init).
+        activation: callable or Keras name (default ``'tanh'``).
+        recurrent_activation: callable or Keras name for the gates (default ``'sigmoid'``).
+        reset_after: the GRU variant (True: Keras' and PyTorch's default).
+
+    The other fields are every layer's, documented in ``help(jaxrnn.linen.LSTM)``.
+    Parameters (``'params'``): ``kernel`` ``(F, 3H)``, ``recurrent_kernel``
+    ``(H, 3H)``, ``bias`` ``(3H,)``, ``recurrent_bias`` ``(3H,)`` (reset-after only);
+    ``to_params`` gives ``jaxrnn.GRUParams``.
+
     Example:
         >>> import jax, jax.numpy as jnp, jaxrnn, jaxrnn.linen
         >>> layer = jaxrnn.linen.GRU(4, go_backwards=True)
@@ -530,7 +454,13 @@ GRU.__doc__ = (
         >>> bool(jnp.allclose(layer.apply(v, x), ref))
         True
     """
-)
+
+    activation: str | Callable = "tanh"
+    recurrent_activation: str | Callable = "sigmoid"
+    reset_after: bool = True
+
+    spec: ClassVar[CellSpec] = spec_named("gru")
+    where: ClassVar[str] = "jaxrnn.linen.GRU"
 
 
 class Bidirectional(_Recurrent):
@@ -589,7 +519,7 @@ class Bidirectional(_Recurrent):
     @property
     def out_features(self) -> int | None:
         bw = self.forward_layer if self.backward_layer is None else self.backward_layer
-        return _merged_features(self.forward_layer.units, bw.units, self.merge_mode)
+        return merged_features(self.forward_layer.units, bw.units, self.merge_mode)
 
     @nn.nowrap
     def _return_sequences(self) -> bool:
@@ -612,7 +542,7 @@ class Bidirectional(_Recurrent):
     def layer_variables(self, in_features: int, batch_size: int):
         """``(BidirectionalParams, (forward_state, backward_state))``, as the layers'."""
         fw, bw = self.forward_layer, self._backward()
-        _bidirectional_settings(fw, bw, self.merge_mode, self.where)
+        bidirectional_settings(fw, bw, self.merge_mode, self.where)
         p_fw, s_fw = fw.layer_variables(in_features, batch_size)
         p_bw, s_bw = bw.layer_variables(in_features, batch_size)
         return BidirectionalParams(p_fw, p_bw), (s_fw, s_bw)
@@ -620,7 +550,7 @@ class Bidirectional(_Recurrent):
     @nn.nowrap
     def _layer_fn(self) -> Callable:
         bw = self.forward_layer if self.backward_layer is None else self.backward_layer
-        layer = _direction_dispatch(
+        layer = direction_dispatch(
             self.forward_layer._layer_fn(with_direction=False),
             bw._layer_fn(with_direction=False),
         )
@@ -710,7 +640,7 @@ class Stacked(_Recurrent):
         # what can fail here is a merge_mode=None layer feeding another, or mixed time_major
         sizes = [in_features] + [layer.out_features for layer in layers[:-1]]
         views = [_View(layer, size) for layer, size in zip(layers, sizes, strict=True)]
-        _stack_settings(views, self.where)
+        stack_settings(views, self.where)
 
     def layer_variables(self, in_features: int, batch_size: int):
         """``([params per layer], [start state per layer])``."""

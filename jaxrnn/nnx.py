@@ -25,7 +25,9 @@ Conventions (as ``nnx.Dropout``):
 
 from __future__ import annotations
 
+import abc
 import functools
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,23 +35,24 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ._cells.lstm import LSTMState
-from ._cells.state import zero_state
+from ._cells.spec import CellSpec, spec_named
+from ._checks import positive_int
 from ._compose import BidirectionalParams, bidirectional, stacked
-from ._module_config import (
-    _PARAM_TYPES,
+from ._flax_common import (
     INITIALIZERS,
-    _batch_of,
-    _bidirectional_settings,
-    _bind_layer,
-    _check_batch,
-    _check_config,
-    _check_features,
-    _check_size,
-    _direction_dispatch,
-    _init_cell,
-    _merged_features,
-    _stack_settings,
+    RecurrentModule,
+    batch_of,
+    bidirectional_settings,
+    bind_layer,
+    check_batch,
+    check_config,
+    check_features,
+    direction_dispatch,
+    init_cell,
+    merged_features,
+    module_options,
+    stack_settings,
+    start_state,
 )
 
 __all__ = ["GRU", "INITIALIZERS", "LSTM", "Bidirectional", "RecurrentState", "SimpleRNN", "Stacked"]
@@ -76,10 +79,6 @@ class RecurrentState(nnx.Variable):
     """
 
 
-# ---------------------------------------------------------------------------
-# the NNX modules
-
-
 def _to_key(source: Any, where: str) -> jax.Array:
     if isinstance(source, nnx.Rngs):
         return source["dropout"]()
@@ -93,20 +92,27 @@ def _to_key(source: Any, where: str) -> jax.Array:
     )
 
 
-class _Recurrent(nnx.Module):
-    """What every module here provides to ``Bidirectional`` and ``Stacked``."""
+class _Meta(type(nnx.Module), abc.ABCMeta):
+    """NNX's module metaclass with ``RecurrentModule``'s abstract methods."""
+
+
+class _Recurrent(nnx.Module, RecurrentModule, metaclass=_Meta):
+    """The NNX side of ``RecurrentModule``: dropout keys and the call."""
 
     where = "jaxrnn.nnx"
-
-    # Each module also provides: ``params`` (the functional parameters),
-    # ``_layer_fn()`` (the functional layer with its configuration bound),
-    # ``get_initial_state(batch_size)``, ``_store_state(final)``, ``_streams()``
-    # (its dropout RngStreams) and ``_has_dropout()``.
 
     def set_view(self, deterministic: bool | None = None):
         """Used by ``nnx.view(module, deterministic=...)``."""
         if deterministic is not None:
             self.deterministic = deterministic
+
+    @abc.abstractmethod
+    def _streams(self) -> list:
+        """The dropout ``RngStream`` s inside (None where a layer has none)."""
+
+    @abc.abstractmethod
+    def get_initial_state(self, batch_size: int):
+        """The state a call without ``initial_state`` starts from."""
 
     def _dropout_key(self, deterministic: bool | None, rngs: Any) -> jax.Array | None:
         if not self._has_dropout():
@@ -127,22 +133,34 @@ class _Recurrent(nnx.Module):
             rngs = streams[0]
         return _to_key(rngs, self.where)
 
-    def _run(
+    def __call__(
         self,
-        x,
+        x: jax.Array,
         *,
-        return_sequences,
-        return_state,
-        seq_lengths,
-        mask,
-        initial_state,
-        deterministic,
-        rngs,
+        seq_lengths: jax.Array | None = None,
+        mask: jax.Array | None = None,
+        initial_state: Any = None,
+        deterministic: bool | None = None,
+        rngs: nnx.Rngs | nnx.RngStream | jax.Array | None = None,
     ):
-        _check_features(x, self.in_features, self.where)
+        """Run the functional layer (or composition) on ``self.params``.
+
+        Args:
+            x: ``(B, T, in_features)`` (``(T, B, in_features)`` with ``time_major``).
+            seq_lengths, mask: as the functional layer.
+            initial_state: overrides the state the module starts from (a pair for
+                ``Bidirectional``, a list for ``Stacked``).
+            deterministic: True switches dropout off (overrides the attribute).
+            rngs: a key, stream or ``nnx.Rngs`` for the dropout masks.
+
+        Returns:
+            The output (``(B, units)``, or ``(B, T, units)`` with ``return_sequences``);
+            with ``return_state``, ``(output, final_state)``.
+        """
+        check_features(x, self.in_features, self.where)
         key = self._dropout_key(deterministic, rngs)
         if initial_state is None:
-            batch = _batch_of(x, self.time_major)
+            batch = batch_of(x, self.time_major)
             initial_state = None if batch is None else self.get_initial_state(batch)
         out, final = self._layer_fn()(
             self.params,
@@ -150,53 +168,74 @@ class _Recurrent(nnx.Module):
             initial_state=initial_state,
             key=key,
             training=key is not None,
-            return_sequences=return_sequences,
+            return_sequences=self.return_sequences,
             return_state=True,
             seq_lengths=seq_lengths,
             mask=mask,
             time_major=self.time_major,
         )
         self._store_state(final)
-        return (out, final) if return_state else out
+        return (out, final) if self.return_state else out
 
 
 class _Layer(_Recurrent):
-    """Shared body of ``SimpleRNN``, ``LSTM`` and ``GRU``."""
+    """``SimpleRNN``, ``LSTM`` and ``GRU``: one constructor for every cell.
 
-    kind = "rnn"
+    The keyword options are ``_flax_common.module_options(spec)``; each class's
+    ``__signature__`` lists them with their defaults, so ``help()``,
+    ``inspect.signature`` and documentation tools show every keyword.
+    """
 
-    def _setup(self, in_features: int, rngs: nnx.Rngs, cfg: dict) -> None:
-        where = self.where
-        _check_size(in_features, where, "in_features")
-        _check_config(where, cfg)
-        if cfg["stateful"]:
-            if cfg["batch_size"] is None:
-                raise ValueError(
-                    f"{where}: stateful=True needs batch_size= (the fixed number of sequences "
-                    "whose state is kept), as Keras."
-                )
-            _check_size(cfg["batch_size"], where, "batch_size")
+    spec: CellSpec
+
+    def __init_subclass__(cls, kind: str | None = None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if kind is None:
+            return
+        cls.spec = spec_named(kind)
+        cls.where = f"jaxrnn.nnx.{cls.spec.keras}"
+        P = inspect.Parameter
+        cls.__signature__ = inspect.Signature(
+            [
+                P("in_features", P.POSITIONAL_OR_KEYWORD, annotation=int),
+                P("units", P.POSITIONAL_OR_KEYWORD, annotation=int),
+                P("rngs", P.KEYWORD_ONLY, annotation=nnx.Rngs),
+                *(P(o.name, P.KEYWORD_ONLY, default=o.default) for o in module_options(cls.spec)),
+            ]
+        )
+
+    def __init__(self, in_features: int, units: int, *, rngs: nnx.Rngs, **options):
+        where, spec = self.where, self.spec
+        bound = self.__signature__.bind(in_features, units, rngs=rngs, **options)
+        bound.apply_defaults()
+        cfg = {k: v for k, v in bound.arguments.items() if k not in ("in_features", "rngs")}
+        positive_int(in_features, where, "in_features")
+        check_config(spec, cfg, where)
+        if cfg["stateful"] and cfg["batch_size"] is None:
+            raise ValueError(
+                f"{where}: stateful=True needs batch_size= (the fixed number of sequences "
+                "whose state is kept), as Keras."
+            )
         if not isinstance(rngs, nnx.Rngs):
             raise TypeError(f"{where}: rngs must be an nnx.Rngs, got {type(rngs).__name__}.")
         self.in_features = int(in_features)
         self._config_keys = tuple(cfg)
         for name, value in cfg.items():
             setattr(self, name, value)
-        p = _init_cell(self.kind, rngs.params(), in_features, cfg, where)
+        p = init_cell(spec, rngs.params(), in_features, cfg, where)
         for name, value in p._asdict().items():
             setattr(self, name, None if value is None else nnx.Param(value))
-        units, dtype = cfg["units"], cfg["dtype"]
-        if cfg["learnable_initial_state"]:
-            self.h0 = nnx.Param(jnp.zeros((units,), dtype))
-            if self.kind == "lstm":
-                self.c0 = nnx.Param(jnp.zeros((units,), dtype))
-        if cfg["stateful"]:
-            zeros = jnp.zeros((cfg["batch_size"], units), dtype)
-            self.state_h = RecurrentState(zeros)
-            if self.kind == "lstm":
-                self.state_c = RecurrentState(zeros)
+        zeros = jnp.zeros((units,), cfg["dtype"])
+        for f in spec.state_fields if cfg["learnable_initial_state"] else ():
+            setattr(self, f"{f}0", nnx.Param(zeros))
+        for f in spec.state_fields if cfg["stateful"] else ():
+            setattr(
+                self,
+                f"state_{f}",
+                RecurrentState(jnp.zeros((cfg["batch_size"], units), cfg["dtype"])),
+            )
         stream = None
-        if cfg["dropout"] > 0 or cfg["recurrent_dropout"] > 0:
+        if self._has_dropout():
             try:
                 stream = rngs["dropout"].fork()
             except (KeyError, AttributeError):
@@ -215,13 +254,13 @@ class _Layer(_Recurrent):
     @property
     def params(self):
         """The parameters as the functional NamedTuple (``RNNParams``, ``LSTMParams``...)."""
-        cls = _PARAM_TYPES[self.kind]
-        return cls(
-            *(None if getattr(self, f) is None else getattr(self, f)[...] for f in cls._fields)
+        fields = self.spec.params_type._fields
+        return self.spec.params_type(
+            *(None if getattr(self, f) is None else getattr(self, f)[...] for f in fields)
         )
 
     def _layer_fn(self, with_direction: bool = True) -> Callable:
-        return _bind_layer(self.kind, self.get_config(), with_direction=with_direction)
+        return bind_layer(self.spec, self.get_config(), with_direction=with_direction)
 
     def _has_dropout(self) -> bool:
         return self.dropout > 0 or self.recurrent_dropout > 0
@@ -234,244 +273,56 @@ class _Layer(_Recurrent):
         """The kept state of a ``stateful`` layer (``LSTMState`` for the LSTM)."""
         if not self.stateful:
             return None
-        if self.kind == "lstm":
-            return LSTMState(self.state_h[...], self.state_c[...])
-        return self.state_h[...]
+        return self.spec.make_state(
+            tuple(getattr(self, f"state_{f}")[...] for f in self.spec.state_fields)
+        )
 
     def reset_state(self) -> None:
         """Set the kept state of a ``stateful`` layer to zeros (Keras' ``reset_state``)."""
         if not self.stateful:
             raise ValueError(f"{self.where}: reset_state() needs a layer built with stateful=True.")
-        self.state_h[...] = jnp.zeros_like(self.state_h[...])
-        if self.kind == "lstm":
-            self.state_c[...] = jnp.zeros_like(self.state_c[...])
+        for f in self.spec.state_fields:
+            kept = getattr(self, f"state_{f}")
+            kept[...] = jnp.zeros_like(kept[...])
 
     def get_initial_state(self, batch_size: int):
         """The state a call without ``initial_state`` starts from, for ``batch_size`` rows:
         the kept state (``stateful``), the learnt ``h0``/``c0`` broadcast over the batch
         (``learnable_initial_state``), or zeros."""
+        fields = self.spec.state_fields
+        kept = learnt = None
         if self.stateful:
-            _check_batch(self.batch_size, batch_size, self.where)
-            return self.state
-        if self.learnable_initial_state:
-            shape = (batch_size, self.units)
-            h = jnp.broadcast_to(self.h0[...], shape)
-            if self.kind == "lstm":
-                return LSTMState(h, jnp.broadcast_to(self.c0[...], shape))
-            return h
-        return zero_state(self.params, (batch_size,))
+            check_batch(self.batch_size, batch_size, self.where)
+            kept = tuple(getattr(self, f"state_{f}")[...] for f in fields)
+        elif self.learnable_initial_state:
+            learnt = tuple(getattr(self, f"{f}0")[...] for f in fields)
+        return start_state(self.spec, self.params, batch_size, kept, learnt)
 
     def _store_state(self, final) -> None:
         if not self.stateful:
             return
         final = jax.lax.stop_gradient(final)
-        if self.kind == "lstm":
-            self.state_h[...] = final.h
-            self.state_c[...] = final.c
-        else:
-            self.state_h[...] = final
-
-    def __call__(
-        self,
-        x: jax.Array,
-        *,
-        seq_lengths: jax.Array | None = None,
-        mask: jax.Array | None = None,
-        initial_state: Any = None,
-        deterministic: bool | None = None,
-        rngs: nnx.Rngs | nnx.RngStream | jax.Array | None = None,
-    ):
-        """Run the layer: ``jaxrnn.{simple_rnn,lstm,gru}(self.params, x, ...)``.
-
-        Args:
-            x: ``(B, T, in_features)`` (``(T, B, in_features)`` with ``time_major``).
-            seq_lengths, mask: as the functional layer.
-            initial_state: overrides the state the layer starts from.
-            deterministic: True switches dropout off (overrides the attribute).
-            rngs: a key, stream or ``nnx.Rngs`` for the dropout masks.
-
-        Returns:
-            The output (``(B, units)``, or ``(B, T, units)`` with ``return_sequences``);
-            with ``return_state``, ``(output, final_state)``.
-        """
-        return self._run(
-            x,
-            return_sequences=self.return_sequences,
-            return_state=self.return_state,
-            seq_lengths=seq_lengths,
-            mask=mask,
-            initial_state=initial_state,
-            deterministic=deterministic,
-            rngs=rngs,
-        )
+        for f, value in zip(self.spec.state_fields, self.spec.state_parts(final), strict=True):
+            getattr(self, f"state_{f}")[...] = value
 
 
-def _common_cfg(units, **kw) -> dict:
-    return dict(units=units, **kw)
-
-
-_ARGS_DOC = """
-    Args:
-        in_features: the input size ``F`` (NNX builds parameters up front).
-        units: the hidden size ``H``.
-        rngs: ``nnx.Rngs``; ``params`` (or ``default``) draws the weights, and a layer
-            with dropout keeps a fork of ``dropout`` (or ``default``).
-        activation{ract}: Keras names or callables.
-        use_bias: create the bias vector(s).
-        kernel_initializer, recurrent_initializer, bias_initializer: Keras names
-            (``'glorot_uniform'``, ``'orthogonal'``, ``'zeros'``, ...) or
-            ``jax.nn.initializers`` callables.{extra}
-        return_sequences, return_state, go_backwards, time_major, unroll, impl,
-            remat, matmul_dtype: passed to ``jaxrnn.{fn}``.
-        dropout, recurrent_dropout: Keras' variational dropout rates, applied
-            unless ``deterministic``.
-        deterministic: the default of the call's ``deterministic`` (False:
-            training, dropout on); ``module.eval()`` sets it to True.
-        stateful: keep the final state between calls (as Keras); needs
-            ``batch_size``. ``reset_state()`` zeros it; the kept state is an
-            ``nnx.Variable`` of type ``RecurrentState``, not a parameter.
-        batch_size: the fixed batch size of a stateful layer.
-        learnable_initial_state: learn the initial state (parameters ``h0``{c0},
-            each ``(units,)``, broadcast over the batch; initialised to zeros).
-        dtype: the parameters' dtype (inputs are cast to it).
-
-    Attributes:
-        kernel, recurrent_kernel, bias{rbias}: ``nnx.Param`` s in the Keras layout;
-        ``params`` gives them as ``jaxrnn.{params}``.
-"""
-
-
-class SimpleRNN(_Layer):
-    kind = "rnn"
-    where = "jaxrnn.nnx.SimpleRNN"
-
-    def __init__(
-        self,
-        in_features: int,
-        units: int,
-        *,
-        rngs: nnx.Rngs,
-        activation: str | Callable = "tanh",
-        use_bias: bool = True,
-        kernel_initializer: str | Callable = "glorot_uniform",
-        recurrent_initializer: str | Callable = "orthogonal",
-        bias_initializer: str | Callable = "zeros",
-        return_sequences: bool = False,
-        return_state: bool = False,
-        go_backwards: bool = False,
-        dropout: float = 0.0,
-        recurrent_dropout: float = 0.0,
-        deterministic: bool = False,
-        unroll: int | bool = 1,
-        stateful: bool = False,
-        batch_size: int | None = None,
-        learnable_initial_state: bool = False,
-        time_major: bool = False,
-        dtype: Any = jnp.float32,
-        impl: str = "auto",
-        remat: str | None = None,
-        matmul_dtype: Any = None,
-    ):
-        cfg = {
-            k: v
-            for k, v in locals().items()
-            if k not in ("self", "in_features", "rngs", "__class__")
-        }
-        self._setup(in_features, rngs, cfg)
-
-
-class LSTM(_Layer):
-    kind = "lstm"
-    where = "jaxrnn.nnx.LSTM"
-
-    def __init__(
-        self,
-        in_features: int,
-        units: int,
-        *,
-        rngs: nnx.Rngs,
-        activation: str | Callable = "tanh",
-        recurrent_activation: str | Callable = "sigmoid",
-        use_bias: bool = True,
-        kernel_initializer: str | Callable = "glorot_uniform",
-        recurrent_initializer: str | Callable = "orthogonal",
-        bias_initializer: str | Callable = "zeros",
-        unit_forget_bias: bool = True,
-        return_sequences: bool = False,
-        return_state: bool = False,
-        go_backwards: bool = False,
-        dropout: float = 0.0,
-        recurrent_dropout: float = 0.0,
-        deterministic: bool = False,
-        unroll: int | bool = 1,
-        stateful: bool = False,
-        batch_size: int | None = None,
-        learnable_initial_state: bool = False,
-        time_major: bool = False,
-        dtype: Any = jnp.float32,
-        impl: str = "auto",
-        remat: str | None = None,
-        matmul_dtype: Any = None,
-    ):
-        cfg = {
-            k: v
-            for k, v in locals().items()
-            if k not in ("self", "in_features", "rngs", "__class__")
-        }
-        self._setup(in_features, rngs, cfg)
-
-
-class GRU(_Layer):
-    kind = "gru"
-    where = "jaxrnn.nnx.GRU"
-
-    def __init__(
-        self,
-        in_features: int,
-        units: int,
-        *,
-        rngs: nnx.Rngs,
-        activation: str | Callable = "tanh",
-        recurrent_activation: str | Callable = "sigmoid",
-        use_bias: bool = True,
-        kernel_initializer: str | Callable = "glorot_uniform",
-        recurrent_initializer: str | Callable = "orthogonal",
-        bias_initializer: str | Callable = "zeros",
-        reset_after: bool = True,
-        return_sequences: bool = False,
-        return_state: bool = False,
-        go_backwards: bool = False,
-        dropout: float = 0.0,
-        recurrent_dropout: float = 0.0,
-        deterministic: bool = False,
-        unroll: int | bool = 1,
-        stateful: bool = False,
-        batch_size: int | None = None,
-        learnable_initial_state: bool = False,
-        time_major: bool = False,
-        dtype: Any = jnp.float32,
-        impl: str = "auto",
-        remat: str | None = None,
-        matmul_dtype: Any = None,
-    ):
-        cfg = {
-            k: v
-            for k, v in locals().items()
-            if k not in ("self", "in_features", "rngs", "__class__")
-        }
-        self._setup(in_features, rngs, cfg)
-
-
-SimpleRNN.__doc__ = (
+class SimpleRNN(_Layer, kind="rnn"):
     """A simple (Elman) RNN layer, ``keras.layers.SimpleRNN`` as an NNX module::
 
         h_t = activation(x_t W + h_{t-1} U + b)        (see ``jaxrnn.rnn_step``)
 
     Shapes: ``x`` ``(B, T, in_features)`` -> ``(B, units)`` or, with
     ``return_sequences``, ``(B, T, units)``.
-"""
-    + _ARGS_DOC.format(ract="", extra="", fn="simple_rnn", c0="", rbias="", params="RNNParams")
-    + """
+
+    Args:
+        in_features, units, rngs: as ``jaxrnn.nnx.LSTM``.
+        activation: callable or Keras name (default ``'tanh'``).
+
+    Every other keyword is the modules' common option, documented in
+    ``help(jaxrnn.nnx.LSTM)``; ``inspect.signature(SimpleRNN)`` lists them with
+    their defaults. The parameters ``kernel``, ``recurrent_kernel``, ``bias`` are
+    ``nnx.Param`` s in the Keras layout; ``params`` gives ``jaxrnn.RNNParams``.
+
     Example:
         >>> import jax.numpy as jnp, jaxrnn, jaxrnn.nnx
         >>> from flax import nnx
@@ -482,25 +333,49 @@ SimpleRNN.__doc__ = (
         >>> bool(jnp.allclose(layer(x), jaxrnn.simple_rnn(layer.params, x, return_sequences=True)))
         True
     """
-)
-LSTM.__doc__ = (
+
+
+class LSTM(_Layer, kind="lstm"):
     """An LSTM layer, ``keras.layers.LSTM`` as an NNX module::
 
         i, f, o = σ(x W + h U + b)_{i,f,o}    g = act(x W + h U + b)_g
         c_t = f ⊙ c_{t-1} + i ⊙ g             h_t = o ⊙ act(c_t)   (see ``jaxrnn.lstm_step``)
 
     Shapes: ``x`` ``(B, T, in_features)`` -> ``(B, units)`` or ``(B, T, units)``;
-    the state is ``LSTMState(h, c)``, each ``(B, units)``.
-"""
-    + _ARGS_DOC.format(
-        ract=", recurrent_activation",
-        extra="\n        unit_forget_bias: forget-gate bias initialised to one (Keras).",
-        fn="lstm",
-        c0=" and ``c0``",
-        rbias="",
-        params="LSTMParams",
-    )
-    + """
+    the state is ``LSTMState(h, c)``, each ``(B, units)``. The keywords after
+    ``unit_forget_bias`` are those of every layer module (``SimpleRNN`` and ``GRU``).
+
+    Args:
+        in_features: the input size ``F`` (NNX builds parameters up front).
+        units: the hidden size ``H``.
+        rngs: ``nnx.Rngs``; ``params`` (or ``default``) draws the weights, and a layer
+            with dropout keeps a fork of ``dropout`` (or ``default``).
+        activation: callable or Keras name (default ``'tanh'``).
+        recurrent_activation: callable or Keras name for the gates (default ``'sigmoid'``).
+        unit_forget_bias: forget-gate bias initialised to one (Keras).
+        use_bias: create the bias vector(s).
+        kernel_initializer: Keras name or ``jax.nn.initializers`` callable.
+        recurrent_initializer: Keras name or ``jax.nn.initializers`` callable.
+        bias_initializer: Keras name or ``jax.nn.initializers`` callable.
+            Names: ``'glorot_uniform'``, ``'orthogonal'``, ``'zeros'``, ... (``INITIALIZERS``).
+        return_sequences, return_state, go_backwards, unroll, time_major, impl,
+            remat, matmul_dtype: passed to the functional layer (``help(jaxrnn.lstm)``).
+        dropout, recurrent_dropout: Keras' variational dropout rates, applied
+            unless ``deterministic``.
+        deterministic: the call's default: True switches dropout off.
+            False (the default) is training; ``module.eval()`` sets it to True.
+        stateful: keep the final state between calls (as Keras).
+            Needs ``batch_size``; ``reset_state()`` zeros it. The kept state is an
+            ``nnx.Variable`` of type ``RecurrentState``, not a parameter.
+        batch_size: the fixed batch size of a stateful layer.
+        learnable_initial_state: learn the initial state (``h0``, and ``c0`` for the LSTM).
+            Each ``(units,)``, broadcast over the batch, initialised to zeros.
+        dtype: the parameters' dtype (inputs are cast to it).
+
+    Attributes:
+        kernel, recurrent_kernel, bias: ``nnx.Param`` s in the Keras layout (the
+        GRU adds ``recurrent_bias``); ``params`` gives them as ``jaxrnn.LSTMParams``.
+
     Example:
         >>> import jax.numpy as jnp, jaxrnn, jaxrnn.nnx
         >>> from flax import nnx
@@ -511,8 +386,9 @@ LSTM.__doc__ = (
         >>> bool(jnp.allclose(layer(x), jaxrnn.lstm(layer.params, x)))
         True
     """
-)
-GRU.__doc__ = (
+
+
+class GRU(_Layer, kind="gru"):
     """A GRU layer, ``keras.layers.GRU`` as an NNX module::
 
         z, r = σ(x W + b + h U + β)_{z,r}
@@ -520,16 +396,17 @@ GRU.__doc__ = (
         h_t = z ⊙ h_{t-1} + (1 − z) ⊙ n              (see ``jaxrnn.gru_step``)
 
     Shapes: ``x`` ``(B, T, in_features)`` -> ``(B, units)`` or ``(B, T, units)``.
-"""
-    + _ARGS_DOC.format(
-        ract=", recurrent_activation",
-        extra="\n        reset_after: the GRU variant (True: Keras' and PyTorch's default).",
-        fn="gru",
-        c0="",
-        rbias=", recurrent_bias (None when ``reset_after=False`` or no bias)",
-        params="GRUParams",
-    )
-    + """
+
+    Args:
+        in_features, units, rngs: as ``jaxrnn.nnx.LSTM``.
+        activation: callable or Keras name (default ``'tanh'``).
+        recurrent_activation: callable or Keras name for the gates (default ``'sigmoid'``).
+        reset_after: the GRU variant (True: Keras' and PyTorch's default).
+
+    Every other keyword is the modules' common option, documented in
+    ``help(jaxrnn.nnx.LSTM)``. The parameters add ``recurrent_bias`` (None when
+    ``reset_after=False`` or without bias); ``params`` gives ``jaxrnn.GRUParams``.
+
     Example:
         >>> import jax.numpy as jnp, jaxrnn, jaxrnn.nnx
         >>> from flax import nnx
@@ -538,7 +415,6 @@ GRU.__doc__ = (
         >>> bool(jnp.allclose(layer(x), jaxrnn.gru(layer.params, x, go_backwards=True)))
         True
     """
-)
 
 
 class Bidirectional(_Recurrent):
@@ -598,7 +474,7 @@ class Bidirectional(_Recurrent):
             backward_layer = type(forward_layer)(
                 forward_layer.in_features, **forward_layer.get_config(), rngs=rngs
             )
-        _bidirectional_settings(forward_layer, backward_layer, merge_mode, self.where)
+        bidirectional_settings(forward_layer, backward_layer, merge_mode, self.where)
         self.forward_layer = forward_layer
         self.backward_layer = backward_layer
         self.merge_mode = merge_mode
@@ -610,16 +486,14 @@ class Bidirectional(_Recurrent):
 
     @property
     def out_features(self) -> int | None:
-        return _merged_features(
-            self.forward_layer.units, self.backward_layer.units, self.merge_mode
-        )
+        return merged_features(self.forward_layer.units, self.backward_layer.units, self.merge_mode)
 
     @property
     def params(self) -> BidirectionalParams:
         return BidirectionalParams(self.forward_layer.params, self.backward_layer.params)
 
     def _layer_fn(self) -> Callable:
-        layer = _direction_dispatch(
+        layer = direction_dispatch(
             self.forward_layer._layer_fn(with_direction=False),
             self.backward_layer._layer_fn(with_direction=False),
         )
@@ -647,22 +521,6 @@ class Bidirectional(_Recurrent):
         for layer in (self.forward_layer, self.backward_layer):
             if layer.stateful:
                 layer.reset_state()
-
-    def __call__(
-        self, x, *, seq_lengths=None, mask=None, initial_state=None, deterministic=None, rngs=None
-    ):
-        """Run ``jaxrnn.bidirectional`` on ``self.params``; arguments as ``LSTM.__call__``
-        (``initial_state`` is a pair)."""
-        return self._run(
-            x,
-            return_sequences=self.return_sequences,
-            return_state=self.return_state,
-            seq_lengths=seq_lengths,
-            mask=mask,
-            initial_state=initial_state,
-            deterministic=deterministic,
-            rngs=rngs,
-        )
 
 
 class Stacked(_Recurrent):
@@ -716,7 +574,7 @@ class Stacked(_Recurrent):
                     f"{self.where}: layers[{k}] is a {type(layer).__name__}; use jaxrnn.nnx "
                     "recurrent layers."
                 )
-        self.time_major = _stack_settings(layers, self.where)
+        self.time_major = stack_settings(layers, self.where)
         self.layers = nnx.List(layers)
         last = layers[-1]
         self.return_sequences = (
@@ -754,24 +612,5 @@ class Stacked(_Recurrent):
     def reset_state(self) -> None:
         """Zero the kept state of stateful inner layers."""
         for layer in self.layers:
-            if isinstance(layer, _Layer):
-                if layer.stateful:
-                    layer.reset_state()
-            else:
+            if not isinstance(layer, _Layer) or layer.stateful:
                 layer.reset_state()
-
-    def __call__(
-        self, x, *, seq_lengths=None, mask=None, initial_state=None, deterministic=None, rngs=None
-    ):
-        """Run ``jaxrnn.stacked`` on ``self.params``; arguments as ``LSTM.__call__``
-        (``initial_state`` is a list, one state per layer)."""
-        return self._run(
-            x,
-            return_sequences=self.return_sequences,
-            return_state=self.return_state,
-            seq_lengths=seq_lengths,
-            mask=mask,
-            initial_state=initial_state,
-            deterministic=deterministic,
-            rngs=rngs,
-        )

@@ -9,7 +9,7 @@ import optax
 import pytest
 
 import jaxrnn
-import jaxrnn._module_config
+import jaxrnn._layers
 import jaxrnn.linen as jl
 import jaxrnn.nnx
 
@@ -120,7 +120,7 @@ def test_dropout_masks_match_functional(x, monkeypatch):
     layer = jl.GRU(H, dropout=0.4, recurrent_dropout=0.3, return_sequences=True)
     v = layer.init(KEY, x, deterministic=True)
     p = jl.to_params(v)
-    seen = capture(monkeypatch, jaxrnn._module_config._LAYER_FNS, "gru")
+    seen = capture(monkeypatch, jaxrnn._layers._LAYERS, "gru")
     y = layer.apply(v, x, deterministic=False, rngs={"dropout": jax.random.key(5)})
     (key,) = seen
     assert key is not None
