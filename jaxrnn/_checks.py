@@ -9,6 +9,7 @@ and says what to do.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -47,6 +48,37 @@ def positive_int(value: Any, where: str, arg: str, *, minimum: int = 1, what: st
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{where}: {arg}={value!r}; it must be an integer >= {minimum}{what}.")
     return int(value)
+
+
+def lookup(
+    table: Mapping[str, Any], value: Any, where: str, arg: str, *, alternative: str, expected: str
+) -> Any:
+    """``table[value]`` for a known name, ``value`` itself when it is callable.
+
+    An unknown name raises ``ValueError: {where}: unknown {arg}=...`` listing the
+    known names and ending ``or pass {alternative}.``; anything else raises
+    ``TypeError: {where}: {arg} must be {expected}, got <type>.``
+
+    Example:
+        >>> table = {"one": 1}
+        >>> lookup(table, "one", "f", "x", alternative="a callable", expected="a name")
+        1
+        >>> lookup(table, "two", "f", "x", alternative="a callable", expected="a name")
+        Traceback (most recent call last):
+        ...
+        ValueError: f: unknown x='two'. Use one of one, or pass a callable.
+    """
+    if isinstance(value, str):
+        try:
+            return table[value]
+        except KeyError:
+            known = ", ".join(sorted(table))
+            raise ValueError(
+                f"{where}: unknown {arg}={value!r}. Use one of {known}, or pass {alternative}."
+            ) from None
+    if callable(value):
+        return value
+    raise TypeError(f"{where}: {arg} must be {expected}, got {type(value).__name__}.")
 
 
 def _is_cell_params(p: Any) -> bool:
@@ -192,6 +224,15 @@ def check_input(x: Any, input_size: int, where: str, *, kernel_shape: tuple[int,
             f"expects {input_size} (kernel.shape={kernel_shape}). Was the cell initialised "
             f"with input_size={got}?"
         )
+
+
+def check_step(params: Any, params_type: type, x: Any, where: str) -> tuple[int, Any]:
+    """The checks opening a cell's step: ``params`` (``check_params``) and the input ``x``
+    ``(..., input_size)`` (``check_input``); returns ``(hidden_size, dtype)``, ``dtype``
+    being the parameters', which the carry must have and the step computes in."""
+    in_size, hidden = check_params(params, params_type, where)
+    check_input(x, in_size, where, kernel_shape=shape_of(params.kernel))
+    return hidden, params.kernel.dtype
 
 
 def check_hidden(h: Any, hidden: int, dtype, where: str, arg: str) -> None:

@@ -39,14 +39,10 @@ def bidirectional(
     *,
     merge_mode: str | None = "concat",
     initial_state: tuple[Any, Any] | None = None,
-    return_sequences: bool = False,
-    return_state: bool = False,
-    seq_lengths: jax.Array | None = None,
-    mask: jax.Array | None = None,
-    time_major: bool = False,
-    key: jax.Array | None = None,
-    **layer_kwargs: Any,
-):
+    return_sequences: bool = False, return_state: bool = False,
+    seq_lengths: jax.Array | None = None, mask: jax.Array | None = None, time_major: bool = False,
+    key: jax.Array | None = None, **layer_kwargs: Any,
+):  # fmt: skip
     """Run ``layer`` forwards and backwards and merge, as ``keras.layers.Bidirectional``::
 
         fw_t = layer(params.forward, x)_t
@@ -135,14 +131,10 @@ def stacked(
     x: jax.Array,
     *,
     initial_state: Sequence[Any] | None = None,
-    return_sequences: bool = False,
-    return_state: bool = False,
-    seq_lengths: jax.Array | None = None,
-    mask: jax.Array | None = None,
-    time_major: bool = False,
-    key: jax.Array | None = None,
-    **layer_kwargs: Any,
-):
+    return_sequences: bool = False, return_state: bool = False,
+    seq_lengths: jax.Array | None = None, mask: jax.Array | None = None, time_major: bool = False,
+    key: jax.Array | None = None, **layer_kwargs: Any,
+):  # fmt: skip
     """A deep RNN: layers applied in turn, every one but the last returning sequences::
 
         h^0 = x;   h^k = layer_k(params[k], h^{k-1}, return_sequences=True)   (k < L)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Iterator
+from typing import Any
 
 _PARTITIONED: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "jaxrnn_batch_partitioned", default=False
@@ -27,13 +28,20 @@ _BATCH_AXES: contextvars.ContextVar[tuple] = contextvars.ContextVar("jaxrnn_batc
 
 
 @contextlib.contextmanager
-def batch_partitioned() -> Iterator[None]:
-    """Within this context, layer calls trace for an SPMD-partitioned batch."""
-    token = _PARTITIONED.set(True)
+def _set(var: contextvars.ContextVar, value: Any) -> Iterator[None]:
+    """``var`` holds ``value`` within the context; its previous value is restored on exit."""
+    token = var.set(value)
     try:
         yield
     finally:
-        _PARTITIONED.reset(token)
+        var.reset(token)
+
+
+@contextlib.contextmanager
+def batch_partitioned() -> Iterator[None]:
+    """Within this context, layer calls trace for an SPMD-partitioned batch."""
+    with _set(_PARTITIONED, True):
+        yield
 
 
 def is_batch_partitioned() -> bool:
@@ -58,11 +66,8 @@ def batch_axes(axes: str | tuple) -> Iterator[None]:
                 loss, g = jax.value_and_grad(loss_fn)(params, batch)
             return jax.lax.pmean((loss, g), "batch")
     """
-    token = _BATCH_AXES.set((axes,) if isinstance(axes, str) else tuple(axes))
-    try:
+    with _set(_BATCH_AXES, (axes,) if isinstance(axes, str) else tuple(axes)):
         yield
-    finally:
-        _BATCH_AXES.reset(token)
 
 
 def current_batch_axes() -> tuple:

@@ -22,8 +22,8 @@ from jax.nn import initializers
 
 from ._cells.orthogonal import orthogonal
 from ._cells.spec import CellSpec
-from ._checks import check_flag, positive_int
-from ._compose import MERGE_MODES
+from ._checks import check_flag, lookup, positive_int
+from ._compose import MERGE_MODES, bidirectional, stacked
 from ._layers import layer_for
 from ._options import CELL_OPTIONS, LAYER_OPTIONS, Option
 
@@ -44,21 +44,9 @@ INITIALIZERS: dict[str, Callable] = {
 
 def get_initializer(init: str | Callable, where: str, arg: str) -> Callable:
     """A Keras initialiser name or a ``jax.nn.initializers`` callable."""
-    if isinstance(init, str):
-        try:
-            return INITIALIZERS[init]
-        except KeyError:
-            known = ", ".join(sorted(INITIALIZERS))
-            raise ValueError(
-                f"{where}: unknown {arg}={init!r}. Use one of {known}, or pass a "
-                "jax.nn.initializers callable (key, shape, dtype) -> array."
-            ) from None
-    if callable(init):
-        return init
-    raise TypeError(
-        f"{where}: {arg} must be an initialiser name such as 'glorot_uniform' or a "
-        f"callable, got {type(init).__name__}."
-    )
+    alternative = "a jax.nn.initializers callable (key, shape, dtype) -> array"
+    expected = "an initialiser name such as 'glorot_uniform' or a callable"
+    return lookup(INITIALIZERS, init, where, arg, alternative=alternative, expected=expected)
 
 
 def _check_initializer(value: Any, where: str, name: str) -> None:
@@ -324,3 +312,46 @@ def merged_features(fw_units: int, bw_units: int, merge_mode: Any) -> int | None
     if merge_mode == "concat":
         return fw_units + bw_units
     return None if merge_mode is None else fw_units
+
+
+class BidirectionalBase(RecurrentModule):
+    """The flavour-free half of ``Bidirectional`` (NNX and Linen): its flavour provides
+    ``forward_layer``, ``merge_mode`` and ``_backward_config()``, the module whose
+    configuration the backward direction runs (Linen: the forward layer's clone)."""
+
+    @abc.abstractmethod
+    def _backward_config(self) -> Any:
+        """The backward direction's layer, or one with its configuration."""
+
+    @property
+    def out_features(self) -> int | None:
+        units = (self.forward_layer.units, self._backward_config().units)
+        return merged_features(*units, self.merge_mode)
+
+    def _layer_fn(self) -> Callable:
+        layer = direction_dispatch(
+            self.forward_layer._layer_fn(with_direction=False),
+            self._backward_config()._layer_fn(with_direction=False),
+        )
+        return functools.partial(bidirectional, layer, merge_mode=self.merge_mode)
+
+    def _has_dropout(self) -> bool:
+        return self.forward_layer._has_dropout() or self._backward_config()._has_dropout()
+
+
+class StackedBase(RecurrentModule):
+    """The flavour-free half of ``Stacked`` (NNX and Linen) over its ``layers``."""
+
+    @property
+    def out_features(self) -> int | None:
+        return self.layers[-1].out_features
+
+    def _layer_fn(self) -> Callable:
+        return functools.partial(stacked, [layer._layer_fn() for layer in self.layers])
+
+    def _has_dropout(self) -> bool:
+        return any(layer._has_dropout() for layer in self.layers)
+
+    def _store_state(self, final) -> None:
+        for layer, f in zip(self.layers, final, strict=True):
+            layer._store_state(f)

@@ -249,26 +249,11 @@ def _layer(kind: str) -> Callable:
 
 @_layer("rnn")
 def simple_rnn(
-    params,
-    x,
-    *,
-    activation="tanh",
-    initial_state=None,
-    return_sequences=False,
-    return_state=False,
-    go_backwards=False,
-    seq_lengths=None,
-    mask=None,
-    time_major=False,
-    unroll=1,
-    dropout=0.0,
-    recurrent_dropout=0.0,
-    key=None,
-    training=None,
-    impl="auto",
-    remat=None,
-    matmul_dtype=None,
-):
+    params, x, *, activation="tanh",
+    initial_state=None, return_sequences=False, return_state=False, go_backwards=False,
+    seq_lengths=None, mask=None, time_major=False, unroll=1, dropout=0.0, recurrent_dropout=0.0,
+    key=None, training=None, impl="auto", remat=None, matmul_dtype=None,
+):  # fmt: skip
     """Run a simple (Elman) RNN over a batch of sequences, as ``keras.layers.SimpleRNN``::
 
         h_t = activation(x_t W + h_{t-1} U + b)        (see ``jaxrnn.rnn_step``)
@@ -292,36 +277,21 @@ def simple_rnn(
 
     Example:
         >>> import jax, jax.numpy as jnp, jaxrnn
-        >>> p = jaxrnn.init_rnn(jax.random.key(0), 3, 4)
-        >>> jaxrnn.simple_rnn(p, jnp.ones((2, 5, 3)), return_sequences=True).shape
-        (2, 5, 4)
+        >>> p, x = jaxrnn.init_rnn(jax.random.key(0), 3, 4), jnp.ones((2, 5, 3))
+        >>> ys, h = jaxrnn.simple_rnn(p, x, return_sequences=True, return_state=True)
+        >>> ys.shape, h.shape
+        ((2, 5, 4), (2, 4))
     """
     return run_layer(spec_named("rnn"), **locals())
 
 
 @_layer("lstm")
 def lstm(
-    params,
-    x,
-    *,
-    activation="tanh",
-    recurrent_activation="sigmoid",
-    initial_state=None,
-    return_sequences=False,
-    return_state=False,
-    go_backwards=False,
-    seq_lengths=None,
-    mask=None,
-    time_major=False,
-    unroll=1,
-    dropout=0.0,
-    recurrent_dropout=0.0,
-    key=None,
-    training=None,
-    impl="auto",
-    remat=None,
-    matmul_dtype=None,
-):
+    params, x, *, activation="tanh", recurrent_activation="sigmoid",
+    initial_state=None, return_sequences=False, return_state=False, go_backwards=False,
+    seq_lengths=None, mask=None, time_major=False, unroll=1, dropout=0.0, recurrent_dropout=0.0,
+    key=None, training=None, impl="auto", remat=None, matmul_dtype=None,
+):  # fmt: skip
     """Run an LSTM over a batch of sequences, as ``keras.layers.LSTM``::
 
         i, f, o = σ(x W + h U + b)_{i,f,o}    g = act(x W + h U + b)_g
@@ -344,14 +314,14 @@ def lstm(
         go_backwards: process the sequence from its end; outputs come in processing
             order (as Keras). With lengths or a mask, padded steps are skipped.
         seq_lengths: integer ``(B,)`` lengths of right-padded sequences.
-        mask: boolean ``(B, T)`` validity mask (Keras' ``mask``); a masked step
+        mask: boolean ``(B, T)`` validity mask (Keras' ``mask``). A masked step
             leaves the state unchanged and outputs zeros.
         time_major: input and output sequences are ``(T, B, ...)``.
         unroll: scan steps per loop iteration (int >= 1, or True for all).
         dropout: Keras' variational dropout rate on the inputs.
         recurrent_dropout: Keras' variational dropout rate on the recurrent state.
             Both rates act in training only.
-        key: a ``jax.random`` key for the dropout masks; required when a rate is
+        key: a ``jax.random`` key for the dropout masks. Required when a rate is
             non-zero, unless ``training=False``.
         training: Keras' switch: None or True applies dropout, False does not.
             With None (default) a non-zero rate needs a ``key`` (a rate without a
@@ -391,36 +361,19 @@ def lstm(
 
 @_layer("gru")
 def gru(
-    params,
-    x,
-    *,
-    activation="tanh",
-    recurrent_activation="sigmoid",
-    reset_after=True,
-    initial_state=None,
-    return_sequences=False,
-    return_state=False,
-    go_backwards=False,
-    seq_lengths=None,
-    mask=None,
-    time_major=False,
-    unroll=1,
-    dropout=0.0,
-    recurrent_dropout=0.0,
-    key=None,
-    training=None,
-    impl="auto",
-    remat=None,
-    matmul_dtype=None,
-):
+    params, x, *, activation="tanh", recurrent_activation="sigmoid", reset_after=True,
+    initial_state=None, return_sequences=False, return_state=False, go_backwards=False,
+    seq_lengths=None, mask=None, time_major=False, unroll=1, dropout=0.0, recurrent_dropout=0.0,
+    key=None, training=None, impl="auto", remat=None, matmul_dtype=None,
+):  # fmt: skip
     """Run a GRU over a batch of sequences, as ``keras.layers.GRU``::
 
         z, r = σ(x W + b + h U + β)_{z,r}
         n = act(x W_n + b_n + r ⊙ (h U_n + β_n))     (reset_after=True)
         h_t = z ⊙ h_{t-1} + (1 − z) ⊙ n              (see ``jaxrnn.gru_step``)
 
-    ``x`` is ``(batch, time, features)`` (``(time, batch, features)`` with
-    ``time_major``); the carry is the hidden state ``h`` ``(B, H)``.
+    As for ``jaxrnn.simple_rnn``, the carry is the hidden state ``h`` ``(B, H)`` and
+    ``x`` is ``(batch, time, features)`` (``(time, batch, features)`` with ``time_major``).
 
     Args:
         params: ``GRUParams`` (Keras layout), e.g. from ``jaxrnn.init_gru``.
@@ -441,7 +394,8 @@ def gru(
     Example:
         >>> import jax, jax.numpy as jnp, jaxrnn
         >>> p = jaxrnn.init_gru(jax.random.key(0), 3, 4)
-        >>> jaxrnn.gru(p, jnp.ones((2, 5, 3)), go_backwards=True).shape
-        (2, 4)
+        >>> y, h = jaxrnn.gru(p, jnp.ones((2, 5, 3)), go_backwards=True, return_state=True)
+        >>> y.shape, bool((y == h).all())  # the last output is the final state
+        ((2, 4), True)
     """
     return run_layer(spec_named("gru"), **locals())

@@ -135,6 +135,29 @@ def _name(fn: Any) -> str:
     return name.rsplit("<locals>.", 1)[-1] if isinstance(name, str) else type(fn).__name__
 
 
+def _check_signature(fn: Callable, where: str, metric: str | None = None) -> None:
+    """Refuse (``TypeError``) a loss function that cannot be called as
+    ``loss_fn(params, x, y, key)`` or, given its name ``metric``, a metric that cannot
+    be called as ``fn(params, x, y)``; the message shows ``fn``'s signature and why."""
+    problem = _signature_problem(fn, 4 if metric is None else 3)
+    if problem is None:
+        return
+    sig, reason = problem
+    shown = f"{_name(fn)}{sig}"
+    if metric is None:
+        raise TypeError(
+            f"{where}: loss_fn {shown} cannot be called as loss_fn(params, x, y, key) "
+            f"({reason}). The expected signature is (params, x, y, key): key is a jax.random "
+            "key per training step (for dropout) and None in evaluation; a loss without "
+            "dropout can ignore it, e.g. def loss_fn(params, x, y, key): ..."
+        )
+    raise TypeError(
+        f"{where}: metric {metric!r} ({shown}) cannot be called as fn(params, x, y) ({reason}). "
+        "Metrics take (params, x, y), without a key (they run in inference mode); e.g. to log "
+        "a loss, metrics={'mse': lambda p, x, y: loss_fn(p, x, y, None)}."
+    )
+
+
 def check_loss_fn(loss_fn: Any, where: str) -> None:
     """``loss_fn`` is callable as ``loss_fn(params, x, y, key)``, checked before any tracing."""
     if not callable(loss_fn):
@@ -142,16 +165,7 @@ def check_loss_fn(loss_fn: Any, where: str) -> None:
             f"{where}: loss_fn must be a function loss_fn(params, x, y, key) -> scalar, got "
             f"{type(loss_fn).__name__}."
         )
-    problem = _signature_problem(loss_fn, 4)
-    if problem is not None:
-        sig, reason = problem
-        raise TypeError(
-            f"{where}: loss_fn {_name(loss_fn)}{sig} cannot be called as "
-            f"loss_fn(params, x, y, key) ({reason}). The expected signature is "
-            "(params, x, y, key): key is a jax.random key per training step (for dropout) and "
-            "None in evaluation; a loss without dropout can ignore it, e.g. "
-            "def loss_fn(params, x, y, key): ..."
-        )
+    _check_signature(loss_fn, where)
 
 
 def check_metrics(metrics: Mapping[str, MetricFn] | None, where: str) -> dict[str, MetricFn]:
@@ -173,15 +187,7 @@ def check_metrics(metrics: Mapping[str, MetricFn] | None, where: str) -> dict[st
                 f"{where}: metric name {name!r} is reserved ('loss', 'grad_norm' and the "
                 "'val_' prefix are fit's own); rename it."
             )
-        problem = _signature_problem(fn, 3)
-        if problem is not None:
-            sig, reason = problem
-            raise TypeError(
-                f"{where}: metric {name!r} ({_name(fn)}{sig}) cannot be called as "
-                f"fn(params, x, y) ({reason}). Metrics take (params, x, y), without a key "
-                "(they run in inference mode); e.g. to log a loss, "
-                "metrics={'mse': lambda p, x, y: loss_fn(p, x, y, None)}."
-            )
+        _check_signature(fn, where, metric=name)
     return metrics
 
 

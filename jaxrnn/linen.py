@@ -25,7 +25,6 @@ Conventions (as ``flax.linen.Dropout``):
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -35,16 +34,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._cells.spec import CellSpec, param_type_names, spec_named, spec_of, spec_with
-from ._compose import BidirectionalParams, bidirectional, stacked
+from ._compose import BidirectionalParams
 from ._flax_common import (
+    BidirectionalBase,
     RecurrentModule,
+    StackedBase,
     bidirectional_settings,
     bind_layer,
     check_batch,
     check_config,
-    direction_dispatch,
     init_cell,
-    merged_features,
     param_fields,
     stack_settings,
     start_state,
@@ -178,9 +177,17 @@ class _Recurrent(nn.Module, RecurrentModule):
             )
         return None if deterministic else self.make_rng("dropout")
 
-    def _run(
-        self, x, *, return_sequences, return_state, seq_lengths, mask, initial_state, deterministic
-    ):
+    def __call__(
+        self, x: jax.Array, *, seq_lengths: jax.Array | None = None,
+        mask: jax.Array | None = None, initial_state: Any = None, deterministic: bool | None = None,
+    ):  # fmt: skip
+        """Run the functional layer (or composition) on the module's parameters.
+
+        The arguments are those of ``jaxrnn.nnx.LSTM.__call__`` but ``rngs``: the
+        dropout key comes from the ``'dropout'`` rng of ``apply``. ``x`` is ``(B, T, F)``
+        (``(T, B, F)`` with ``time_major``); returns the output, or with
+        ``return_state`` ``(output, final_state)``.
+        """
         check_sequence(x, self.where, time_major=self.time_major)
         batch = int(np.shape(x)[1 if self.time_major else 0])
         params, start = self.layer_variables(int(np.shape(x)[-1]), batch)
@@ -191,7 +198,7 @@ class _Recurrent(nn.Module, RecurrentModule):
             initial_state=start if initial_state is None else initial_state,
             key=key,
             training=key is not None,
-            return_sequences=return_sequences,
+            return_sequences=self._return_sequences(),
             return_state=True,
             seq_lengths=seq_lengths,
             mask=mask,
@@ -199,38 +206,7 @@ class _Recurrent(nn.Module, RecurrentModule):
         )
         if not self.is_initializing():
             self._store_state(final)
-        return (out, final) if return_state else out
-
-    def __call__(
-        self,
-        x: jax.Array,
-        *,
-        seq_lengths: jax.Array | None = None,
-        mask: jax.Array | None = None,
-        initial_state: Any = None,
-        deterministic: bool | None = None,
-    ):
-        """Run the functional layer on the module's parameters.
-
-        Args:
-            x: ``(B, T, F)`` (``(T, B, F)`` with ``time_major``).
-            seq_lengths, mask: as the functional layer.
-            initial_state: overrides the state the layer starts from (a pair for
-                ``Bidirectional``, a list for ``Stacked``).
-            deterministic: True switches dropout off (overrides the attribute).
-
-        Returns:
-            The output; with ``return_state``, ``(output, final_state)``.
-        """
-        return self._run(
-            x,
-            return_sequences=self._return_sequences(),
-            return_state=self._return_state(),
-            seq_lengths=seq_lengths,
-            mask=mask,
-            initial_state=initial_state,
-            deterministic=deterministic,
-        )
+        return (out, final) if self._return_state() else out
 
 
 class _Layer(_Recurrent):
@@ -259,6 +235,10 @@ class _Layer(_Recurrent):
     matmul_dtype: Any = None
 
     spec: ClassVar[CellSpec]
+
+    @property
+    def where(self) -> str:
+        return f"jaxrnn.linen.{self.spec.keras}"
 
     @nn.nowrap
     def get_config(self) -> dict:
@@ -372,7 +352,6 @@ class SimpleRNN(_Layer):
     activation: str | Callable = "tanh"
 
     spec: ClassVar[CellSpec] = spec_named("rnn")
-    where: ClassVar[str] = "jaxrnn.linen.SimpleRNN"
 
 
 class LSTM(_Layer):
@@ -422,7 +401,6 @@ class LSTM(_Layer):
     unit_forget_bias: bool = True
 
     spec: ClassVar[CellSpec] = spec_named("lstm")
-    where: ClassVar[str] = "jaxrnn.linen.LSTM"
 
 
 class GRU(_Layer):
@@ -460,32 +438,22 @@ class GRU(_Layer):
     reset_after: bool = True
 
     spec: ClassVar[CellSpec] = spec_named("gru")
-    where: ClassVar[str] = "jaxrnn.linen.GRU"
 
 
-class Bidirectional(_Recurrent):
-    """A bidirectional wrapper, ``keras.layers.Bidirectional`` as a Linen module::
-
-        y_t = merge(forward_layer(x)_t, backward_layer(x reversed)_t aligned with x)
-
-    (see ``jaxrnn.bidirectional``; merge is ``concat``, ``sum``, ``mul``, ``ave`` or
-    None for the pair).
-
-    Shapes: ``x`` ``(B, T, F)`` -> ``(B, 2H)`` with ``concat`` (``(B, T, 2H)`` when the
-    layers return sequences), ``(B, H)`` for the other merges.
+class Bidirectional(BidirectionalBase, _Recurrent):
+    """``keras.layers.Bidirectional`` as a Linen module: the equation, merge modes and
+    shapes of ``jaxrnn.nnx.Bidirectional`` (and ``jaxrnn.bidirectional``), over Linen layers.
 
     Attributes:
         forward_layer: a ``SimpleRNN``, ``LSTM`` or ``GRU`` with ``go_backwards=False``.
-        backward_layer: the layer run backwards; when None, a clone of the forward
-            layer (same config, its own weights, as Keras). Its ``go_backwards`` is
-            ignored; ``return_sequences``, ``return_state`` and ``time_major`` must match.
+        backward_layer: None (default) clones the forward layer: same config, its
+            own weights, as Keras. Otherwise its ``go_backwards`` is ignored and its
+            ``return_sequences``, ``return_state`` and ``time_major`` must match.
         merge_mode: ``'concat'`` (default), ``'sum'``, ``'mul'``, ``'ave'`` or None.
-        deterministic: as the layers (None: the forward layer's).
+        deterministic: None takes the forward layer's.
 
-    Output and state follow the forward layer's ``return_sequences`` and
-    ``return_state``; the state is ``(forward_state, backward_state)``. The
-    parameters are ``{'forward_layer': ..., 'backward_layer': ...}``;
-    ``to_params`` gives ``jaxrnn.BidirectionalParams``.
+    The parameters are ``{'forward_layer': ..., 'backward_layer': ...}``
+    (``to_params``: ``jaxrnn.BidirectionalParams``).
 
     Example:
         >>> import jax, jax.numpy as jnp, jaxrnn, jaxrnn.linen
@@ -516,10 +484,9 @@ class Bidirectional(_Recurrent):
     def time_major(self) -> bool:
         return self.forward_layer.time_major
 
-    @property
-    def out_features(self) -> int | None:
-        bw = self.forward_layer if self.backward_layer is None else self.backward_layer
-        return merged_features(self.forward_layer.units, bw.units, self.merge_mode)
+    @nn.nowrap
+    def _backward_config(self) -> _Layer:
+        return self.forward_layer if self.backward_layer is None else self.backward_layer
 
     @nn.nowrap
     def _return_sequences(self) -> bool:
@@ -528,11 +495,6 @@ class Bidirectional(_Recurrent):
     @nn.nowrap
     def _return_state(self) -> bool:
         return self.forward_layer.return_state
-
-    @nn.nowrap
-    def _has_dropout(self) -> bool:
-        bw = self.forward_layer if self.backward_layer is None else self.backward_layer
-        return self.forward_layer._has_dropout() or bw._has_dropout()
 
     def _key(self, deterministic):
         if deterministic is None and self.deterministic is None:
@@ -547,37 +509,21 @@ class Bidirectional(_Recurrent):
         p_bw, s_bw = bw.layer_variables(in_features, batch_size)
         return BidirectionalParams(p_fw, p_bw), (s_fw, s_bw)
 
-    @nn.nowrap
-    def _layer_fn(self) -> Callable:
-        bw = self.forward_layer if self.backward_layer is None else self.backward_layer
-        layer = direction_dispatch(
-            self.forward_layer._layer_fn(with_direction=False),
-            bw._layer_fn(with_direction=False),
-        )
-        return functools.partial(bidirectional, layer, merge_mode=self.merge_mode)
-
     def _store_state(self, final) -> None:
         self.forward_layer._store_state(final[0])
         self._backward()._store_state(final[1])
 
 
-class Stacked(_Recurrent):
-    """A deep RNN: layers applied in turn, every one but the last returning sequences::
-
-        h^0 = x;   h^k = layer_k(h^{k-1}) (all steps);   output = layer_L(h^{L-1})
-
-    (see ``jaxrnn.stacked``), Keras' ``Sequential([LSTM(.., return_sequences=True),
-    ..., LSTM(..)])``.
-
-    Shapes: ``x`` ``(B, T, F)`` -> the last layer's ``(B, H)`` (or ``(B, T, H)``).
+class Stacked(StackedBase, _Recurrent):
+    """A deep RNN as a Linen module: ``jaxrnn.nnx.Stacked`` (and ``jaxrnn.stacked``)
+    over Linen layers, whose parameters sit under ``layers_0``, ``layers_1``, ...
 
     Attributes:
         layers: ``SimpleRNN``/``LSTM``/``GRU``/``Bidirectional`` modules (their
-            ``return_sequences``/``return_state`` are ignored; parameters under
-            ``layers_0``, ``layers_1``, ...).
+            ``return_sequences``/``return_state`` are ignored).
         return_sequences, return_state: the stack's output (``return_state`` gives
             ``[state per layer]``); None takes the last layer's setting.
-        deterministic: as the layers (None: the first layer's).
+        deterministic: None takes the first layer's.
 
     Example:
         >>> import jax, jax.numpy as jnp, jaxrnn, jaxrnn.linen
@@ -605,10 +551,6 @@ class Stacked(_Recurrent):
     def time_major(self) -> bool:
         return bool(self.layers[0].time_major) if len(self.layers) else False
 
-    @property
-    def out_features(self) -> int | None:
-        return self.layers[-1].out_features
-
     @nn.nowrap
     def _return_sequences(self) -> bool:
         rs = self.return_sequences
@@ -618,10 +560,6 @@ class Stacked(_Recurrent):
     def _return_state(self) -> bool:
         rs = self.return_state
         return self.layers[-1]._return_state() if rs is None else rs
-
-    @nn.nowrap
-    def _has_dropout(self) -> bool:
-        return any(layer._has_dropout() for layer in self.layers)
 
     def _key(self, deterministic):
         if deterministic is None and self.deterministic is None:
@@ -653,14 +591,6 @@ class Stacked(_Recurrent):
             states.append(s)
             size = layer.out_features
         return params, states
-
-    @nn.nowrap
-    def _layer_fn(self) -> Callable:
-        return functools.partial(stacked, [layer._layer_fn() for layer in self.layers])
-
-    def _store_state(self, final) -> None:
-        for layer, f in zip(self.layers, final, strict=True):
-            layer._store_state(f)
 
 
 class _View:

@@ -218,20 +218,17 @@ def mae(y_pred, y_true, *, seq_lengths=None, mask=None, reduction="mean", last_s
     return _pointwise("mae", jnp.abs, y_pred, y_true, seq_lengths, mask, reduction, last_step)
 
 
-mse.__doc__ = _DOC.format(
-    title="Mean squared error per step, over valid steps.",
-    expr="(y_pred[b, t, f] - y_true[b, t, f])²",
-    name="mse",
-    ex_mean="2.5",
-    ex_sum="5.0",
-)
-mae.__doc__ = _DOC.format(
-    title="Mean absolute error per step, over valid steps.",
-    expr="|y_pred[b, t, f] - y_true[b, t, f]|",
-    name="mae",
-    ex_mean="1.5",
-    ex_sum="3.0",
-)
+def _document(loss, error: str, expr: str, ex_mean: str, ex_sum: str) -> None:
+    """Give the pointwise ``loss`` its docstring: ``_DOC`` for the ``error`` ("squared")
+    ``l[b, t] = mean_f expr``, and the results of its example."""
+    title = f"Mean {error} error per step, over valid steps."
+    loss.__doc__ = _DOC.format(
+        title=title, expr=expr, name=loss.__name__, ex_mean=ex_mean, ex_sum=ex_sum
+    )
+
+
+_document(mse, "squared", "(y_pred[b, t, f] - y_true[b, t, f])²", "2.5", "5.0")
+_document(mae, "absolute", "|y_pred[b, t, f] - y_true[b, t, f]|", "1.5", "3.0")
 
 
 def _check_labels(where, logits, labels, last_step):
@@ -271,6 +268,20 @@ def _check_labels(where, logits, labels, last_step):
     return labels, False
 
 
+def _scored(where, logits, labels, seq_lengths, mask, last_step):
+    """``(logits, labels, sparse, v)``: the checked logits and labels (``sparse``: integer
+    class ids) and the validity ``v (B, T)``; with ``last_step``, the logits of each
+    sequence's last valid step ``(B, C)`` and ``v (B,)``, whether it has one."""
+    labels, sparse = _check_labels(where, logits, labels, last_step)
+    b, t = _shape(logits)[:2]
+    v = valid_mask(b, t, seq_lengths, mask, where=where)
+    logits = jnp.asarray(logits)
+    if last_step:
+        idx, v = _last_index(v)
+        logits = _take_time(logits, idx)  # (B, C)
+    return logits, labels, sparse, v
+
+
 def softmax_cross_entropy(
     logits, labels, *, seq_lengths=None, mask=None, reduction="mean", last_step=False
 ):
@@ -305,13 +316,7 @@ def softmax_cross_entropy(
     """
     where = "softmax_cross_entropy"
     _check_reduction(reduction, where)
-    labels, sparse = _check_labels(where, logits, labels, last_step)
-    b, t = _shape(logits)[:2]
-    v = valid_mask(b, t, seq_lengths, mask, where=where)
-    logits = jnp.asarray(logits)
-    if last_step:
-        idx, v = _last_index(v)
-        logits = _take_time(logits, idx)  # (B, C)
+    logits, labels, sparse, v = _scored(where, logits, labels, seq_lengths, mask, last_step)
     logp = jax.nn.log_softmax(logits, axis=-1)
     if sparse:
         c = logits.shape[-1]
@@ -344,13 +349,7 @@ def accuracy(logits, labels, *, seq_lengths=None, mask=None, last_step=False):
         0.5
     """
     where = "accuracy"
-    labels, sparse = _check_labels(where, logits, labels, last_step)
-    b, t = _shape(logits)[:2]
-    v = valid_mask(b, t, seq_lengths, mask, where=where)
-    logits = jnp.asarray(logits)
-    if last_step:
-        idx, v = _last_index(v)
-        logits = _take_time(logits, idx)
+    logits, labels, sparse, v = _scored(where, logits, labels, seq_lengths, mask, last_step)
     y = jnp.asarray(labels) if sparse else jnp.argmax(jnp.asarray(labels), axis=-1)
     hit = (jnp.argmax(logits, axis=-1) == y).astype(jnp.float32)
     return _reduce(hit, v, "mean")

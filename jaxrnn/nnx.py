@@ -26,7 +26,6 @@ Conventions (as ``nnx.Dropout``):
 from __future__ import annotations
 
 import abc
-import functools
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -37,19 +36,19 @@ from flax import nnx
 
 from ._cells.spec import CellSpec, spec_named
 from ._checks import positive_int
-from ._compose import BidirectionalParams, bidirectional, stacked
+from ._compose import BidirectionalParams
 from ._flax_common import (
     INITIALIZERS,
+    BidirectionalBase,
     RecurrentModule,
+    StackedBase,
     batch_of,
     bidirectional_settings,
     bind_layer,
     check_batch,
     check_config,
     check_features,
-    direction_dispatch,
     init_cell,
-    merged_features,
     module_options,
     stack_settings,
     start_state,
@@ -134,15 +133,10 @@ class _Recurrent(nnx.Module, RecurrentModule, metaclass=_Meta):
         return _to_key(rngs, self.where)
 
     def __call__(
-        self,
-        x: jax.Array,
-        *,
-        seq_lengths: jax.Array | None = None,
-        mask: jax.Array | None = None,
-        initial_state: Any = None,
-        deterministic: bool | None = None,
+        self, x: jax.Array, *, seq_lengths: jax.Array | None = None,
+        mask: jax.Array | None = None, initial_state: Any = None, deterministic: bool | None = None,
         rngs: nnx.Rngs | nnx.RngStream | jax.Array | None = None,
-    ):
+    ):  # fmt: skip
         """Run the functional layer (or composition) on ``self.params``.
 
         Args:
@@ -417,7 +411,7 @@ class GRU(_Layer, kind="gru"):
     """
 
 
-class Bidirectional(_Recurrent):
+class Bidirectional(BidirectionalBase, _Recurrent):
     """A bidirectional wrapper, ``keras.layers.Bidirectional`` as an NNX module::
 
         y_t = merge(forward_layer(x)_t, backward_layer(x reversed)_t aligned with x)
@@ -456,14 +450,10 @@ class Bidirectional(_Recurrent):
     where = "jaxrnn.nnx.Bidirectional"
 
     def __init__(
-        self,
-        forward_layer: _Layer,
-        backward_layer: _Layer | None = None,
-        *,
-        merge_mode: str | None = "concat",
-        rngs: nnx.Rngs | None = None,
+        self, forward_layer: _Layer, backward_layer: _Layer | None = None, *,
+        merge_mode: str | None = "concat", rngs: nnx.Rngs | None = None,
         deterministic: bool | None = None,
-    ):
+    ):  # fmt: skip
         if backward_layer is None and isinstance(forward_layer, _Layer):
             if rngs is None:
                 raise ValueError(
@@ -485,22 +475,11 @@ class Bidirectional(_Recurrent):
         self.return_state = forward_layer.return_state
 
     @property
-    def out_features(self) -> int | None:
-        return merged_features(self.forward_layer.units, self.backward_layer.units, self.merge_mode)
-
-    @property
     def params(self) -> BidirectionalParams:
         return BidirectionalParams(self.forward_layer.params, self.backward_layer.params)
 
-    def _layer_fn(self) -> Callable:
-        layer = direction_dispatch(
-            self.forward_layer._layer_fn(with_direction=False),
-            self.backward_layer._layer_fn(with_direction=False),
-        )
-        return functools.partial(bidirectional, layer, merge_mode=self.merge_mode)
-
-    def _has_dropout(self) -> bool:
-        return self.forward_layer._has_dropout() or self.backward_layer._has_dropout()
+    def _backward_config(self) -> _Layer:
+        return self.backward_layer
 
     def _streams(self) -> list:
         return self.forward_layer._streams() + self.backward_layer._streams()
@@ -523,7 +502,7 @@ class Bidirectional(_Recurrent):
                 layer.reset_state()
 
 
-class Stacked(_Recurrent):
+class Stacked(StackedBase, _Recurrent):
     """A deep RNN: layers applied in turn, every one but the last returning sequences::
 
         h^0 = x;   h^k = layer_k(h^{k-1}) (all steps);   output = layer_L(h^{L-1})
@@ -551,22 +530,18 @@ class Stacked(_Recurrent):
         >>> rngs = nnx.Rngs(0)
         >>> deep = jaxrnn.nnx.Stacked([jaxrnn.nnx.GRU(3, 4, rngs=rngs), jaxrnn.nnx.GRU(4, 4, rngs=rngs)])
         >>> x = jnp.ones((2, 5, 3))
-        >>> deep(x).shape
-        (2, 4)
         >>> bool(jnp.allclose(deep(x), jaxrnn.stacked(jaxrnn.gru, deep.params, x)))
         True
+        >>> deep(x).shape, len(deep.params)
+        ((2, 4), 2)
     """
 
     where = "jaxrnn.nnx.Stacked"
 
     def __init__(
-        self,
-        layers: Sequence[_Recurrent],
-        *,
-        return_sequences: bool | None = None,
-        return_state: bool | None = None,
-        deterministic: bool | None = None,
-    ):
+        self, layers: Sequence[_Recurrent], *, return_sequences: bool | None = None,
+        return_state: bool | None = None, deterministic: bool | None = None,
+    ):  # fmt: skip
         layers = list(layers)
         for k, layer in enumerate(layers):
             if not isinstance(layer, _Recurrent):
@@ -585,18 +560,8 @@ class Stacked(_Recurrent):
         self.in_features = layers[0].in_features
 
     @property
-    def out_features(self) -> int | None:
-        return self.layers[-1].out_features
-
-    @property
     def params(self) -> list:
         return [layer.params for layer in self.layers]
-
-    def _layer_fn(self) -> Callable:
-        return functools.partial(stacked, [layer._layer_fn() for layer in self.layers])
-
-    def _has_dropout(self) -> bool:
-        return any(layer._has_dropout() for layer in self.layers)
 
     def _streams(self) -> list:
         return [s for layer in self.layers for s in layer._streams()]
@@ -604,10 +569,6 @@ class Stacked(_Recurrent):
     def get_initial_state(self, batch_size: int) -> list:
         """One start state per layer."""
         return [layer.get_initial_state(batch_size) for layer in self.layers]
-
-    def _store_state(self, final) -> None:
-        for layer, f in zip(self.layers, final, strict=True):
-            layer._store_state(f)
 
     def reset_state(self) -> None:
         """Zero the kept state of stateful inner layers."""

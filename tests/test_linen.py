@@ -9,6 +9,7 @@ import optax
 import pytest
 
 import jaxrnn
+import jaxrnn._flax_common
 import jaxrnn._layers
 import jaxrnn.linen as jl
 import jaxrnn.nnx
@@ -172,7 +173,7 @@ def test_bidirectional_own_backward_layer_state_and_dropout(x, monkeypatch):
     bw = jl.GRU(H, return_state=True, activation="relu", go_backwards=True)
     bi = jl.Bidirectional(fw, bw, deterministic=False)
     v = bi.init(KEY, x, deterministic=True)
-    seen = capture(monkeypatch, jl, "bidirectional")
+    seen = capture(monkeypatch, jaxrnn._flax_common, "bidirectional")
     out, (s_fw, s_bw) = bi.apply(v, x, rngs={"dropout": jax.random.key(4)})
     k_fw, k_bw = jax.random.split(seen[0])
     p = jl.to_params(v)
@@ -199,7 +200,7 @@ def test_stacked_matches_functional(x, monkeypatch):
     assert set(v["params"]) == {"layers_0", "layers_1", "layers_2"}
     p = jl.to_params(v)
     assert len(p) == 3 and isinstance(p[1], jaxrnn.BidirectionalParams)
-    seen = capture(monkeypatch, jl, "stacked")
+    seen = capture(monkeypatch, jaxrnn._flax_common, "stacked")
     out, finals = deep.apply(v, x, rngs={"dropout": jax.random.key(3)})
     ref, ref_finals = jaxrnn.stacked(
         [

@@ -8,6 +8,8 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
+from .._checks import lookup
+
 Activation = Callable[[jax.Array], jax.Array]
 
 ACTIVATIONS: dict[str, Activation] = {
@@ -29,18 +31,6 @@ def get_activation(activation: str | Activation | None, *, where: str, arg: str)
     """Return the callable for ``activation``: a Keras name, a callable, or None (linear)."""
     if activation is None:
         return ACTIVATIONS["linear"]
-    if isinstance(activation, str):
-        try:
-            return ACTIVATIONS[activation]
-        except KeyError:
-            known = ", ".join(sorted(ACTIVATIONS))
-            raise ValueError(
-                f"{where}: unknown {arg}={activation!r}. Use one of {known}, "
-                "or pass any callable such as jax.nn.relu."
-            ) from None
-    if callable(activation):
-        return activation
-    raise TypeError(
-        f"{where}: {arg} must be a callable or a name such as 'tanh', "
-        f"got {type(activation).__name__}."
-    )
+    alternative = "any callable such as jax.nn.relu"
+    expected = "a callable or a name such as 'tanh'"
+    return lookup(ACTIVATIONS, activation, where, arg, alternative=alternative, expected=expected)

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers
 
-from .._checks import check_hidden, check_input, check_params, shape_of
+from .._checks import check_hidden, check_step
 from .._dropout import masked_matmul
 from .activations import Activation, get_activation
 from .init import draw
@@ -38,17 +38,11 @@ class GRUParams(NamedTuple):
 
 
 def init_gru(
-    key: jax.Array,
-    input_size: int,
-    hidden_size: int,
-    *,
-    dtype=jnp.float32,
-    use_bias: bool = True,
+    key: jax.Array, input_size: int, hidden_size: int, *, dtype=jnp.float32, use_bias: bool = True,
     reset_after: bool = True,
-    kernel_init=initializers.glorot_uniform(),
-    recurrent_init=orthogonal(),
+    kernel_init=initializers.glorot_uniform(), recurrent_init=orthogonal(),
     bias_init=initializers.zeros,
-) -> GRUParams:
+) -> GRUParams:  # fmt: skip
     """Initialise a GRU cell with Keras' defaults.
 
     With ``reset_after=True`` both biases are created (Keras' ``(2, 3H)`` bias);
@@ -112,9 +106,7 @@ def gru_step(
         (4, 2)
     """
     where = "gru_step"
-    in_size, hidden = check_params(params, GRUParams, where)
-    check_input(x, in_size, where, kernel_shape=shape_of(params.kernel))
-    dtype = params.kernel.dtype
+    hidden, dtype = check_step(params, GRUParams, x, where)
     check_hidden(carry, hidden, dtype, where, "carry")
     act = get_activation(activation, where=where, arg="activation")
     rec_act = get_activation(recurrent_activation, where=where, arg="recurrent_activation")
@@ -154,20 +146,9 @@ def gru_step(
     return h, h
 
 
-SPEC = register(
-    CellSpec(
-        kind="gru",
-        layer="gru",
-        keras="GRU",
-        torch="GRU",
-        step=gru_step,
-        init=init_gru,
-        params_type=GRUParams,
-        gates=3,
-        state_fields=("h",),
-        state_type=None,
-        options=("activation", "recurrent_activation", "reset_after"),
-        init_options=("reset_after",),
-        fused="jaxrnn._fused.gru",
-    )
-)
+SPEC = register(CellSpec(
+    kind="gru", layer="gru", keras="GRU", torch="GRU", gates=3,
+    step=gru_step, init=init_gru, params_type=GRUParams, state_fields=("h",), state_type=None,
+    options=("activation", "recurrent_activation", "reset_after"), init_options=("reset_after",),
+    fused="jaxrnn._fused.gru",
+))  # fmt: skip

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers
 
-from .._checks import check_hidden, check_input, check_params, shape_of
+from .._checks import check_hidden, check_step
 from .._dropout import masked_matmul
 from .activations import Activation, get_activation
 from .init import draw
@@ -32,17 +32,10 @@ class LSTMState(NamedTuple):
 
 
 def init_lstm(
-    key: jax.Array,
-    input_size: int,
-    hidden_size: int,
-    *,
-    dtype=jnp.float32,
-    use_bias: bool = True,
-    unit_forget_bias: bool = True,
-    kernel_init=initializers.glorot_uniform(),
-    recurrent_init=orthogonal(),
-    bias_init=initializers.zeros,
-) -> LSTMParams:
+    key: jax.Array, input_size: int, hidden_size: int, *, dtype=jnp.float32, use_bias: bool = True,
+    unit_forget_bias: bool = True, kernel_init=initializers.glorot_uniform(),
+    recurrent_init=orthogonal(), bias_init=initializers.zeros,
+) -> LSTMParams:  # fmt: skip
     """Initialise an LSTM cell with Keras' defaults.
 
     Glorot-uniform kernel ``(I, 4H)``, orthogonal recurrent kernel ``(H, 4H)``,
@@ -117,15 +110,13 @@ def lstm_step(
         ((2,), (2,))
     """
     where = "lstm_step"
-    in_size, hidden = check_params(params, LSTMParams, where)
-    check_input(x, in_size, where, kernel_shape=shape_of(params.kernel))
+    hidden, dtype = check_step(params, LSTMParams, x, where)
     if not isinstance(carry, LSTMState):
         raise TypeError(
             f"{where}: carry must be an LSTMState(h, c), got {type(carry).__name__}. "
             "Wrap it as jaxrnn.LSTMState(h=h, c=c) (note: Flax uses (c, h) order), or make "
             "zeros with jaxrnn.zero_state(params, batch_shape)."
         )
-    dtype = params.kernel.dtype
     check_hidden(carry.h, hidden, dtype, where, "carry.h")
     check_hidden(carry.c, hidden, dtype, where, "carry.c")
     act = get_activation(activation, where=where, arg="activation")
@@ -144,20 +135,9 @@ def lstm_step(
     return LSTMState(h, c), h
 
 
-SPEC = register(
-    CellSpec(
-        kind="lstm",
-        layer="lstm",
-        keras="LSTM",
-        torch="LSTM",
-        step=lstm_step,
-        init=init_lstm,
-        params_type=LSTMParams,
-        gates=4,
-        state_fields=("h", "c"),
-        state_type=LSTMState,
-        options=("activation", "recurrent_activation"),
-        init_options=("unit_forget_bias",),
-        fused="jaxrnn._fused.lstm",
-    )
-)
+SPEC = register(CellSpec(
+    kind="lstm", layer="lstm", keras="LSTM", torch="LSTM", gates=4,
+    step=lstm_step, init=init_lstm, params_type=LSTMParams, state_fields=("h", "c"),
+    state_type=LSTMState, options=("activation", "recurrent_activation"),
+    init_options=("unit_forget_bias",), fused="jaxrnn._fused.lstm",
+))  # fmt: skip

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers
 
-from .._checks import check_hidden, check_input, check_params, shape_of
+from .._checks import check_hidden, check_step
 from .._dropout import masked_matmul
 from .activations import Activation, get_activation
 from .init import draw
@@ -25,16 +25,10 @@ class RNNParams(NamedTuple):
 
 
 def init_rnn(
-    key: jax.Array,
-    input_size: int,
-    hidden_size: int,
-    *,
-    dtype=jnp.float32,
-    use_bias: bool = True,
-    kernel_init=initializers.glorot_uniform(),
-    recurrent_init=orthogonal(),
+    key: jax.Array, input_size: int, hidden_size: int, *, dtype=jnp.float32, use_bias: bool = True,
+    kernel_init=initializers.glorot_uniform(), recurrent_init=orthogonal(),
     bias_init=initializers.zeros,
-) -> RNNParams:
+) -> RNNParams:  # fmt: skip
     """Initialise a simple RNN cell with Keras' defaults.
 
     Glorot-uniform kernel, orthogonal recurrent kernel, zero bias. Initialisers
@@ -90,11 +84,10 @@ def rnn_step(
         (2,)
     """
     where = "rnn_step"
-    in_size, hidden = check_params(params, RNNParams, where)
-    check_input(x, in_size, where, kernel_shape=shape_of(params.kernel))
-    check_hidden(carry, hidden, params.kernel.dtype, where, "carry")
+    hidden, dtype = check_step(params, RNNParams, x, where)
+    check_hidden(carry, hidden, dtype, where, "carry")
     act = get_activation(activation, where=where, arg="activation")
-    x = x.astype(params.kernel.dtype)
+    x = x.astype(dtype)
     h = carry
     a = masked_matmul(x, params.kernel, input_mask, 1) + masked_matmul(
         h, params.recurrent_kernel, recurrent_mask, 1
@@ -105,19 +98,8 @@ def rnn_step(
     return h, h
 
 
-SPEC = register(
-    CellSpec(
-        kind="rnn",
-        layer="simple_rnn",
-        keras="SimpleRNN",
-        torch="RNN",
-        step=rnn_step,
-        init=init_rnn,
-        params_type=RNNParams,
-        gates=1,
-        state_fields=("h",),
-        state_type=None,
-        options=("activation",),
-        fused="jaxrnn._fused.rnn",
-    )
-)
+SPEC = register(CellSpec(
+    kind="rnn", layer="simple_rnn", keras="SimpleRNN", torch="RNN", gates=1,
+    step=rnn_step, init=init_rnn, params_type=RNNParams, state_fields=("h",), state_type=None,
+    options=("activation",), fused="jaxrnn._fused.rnn",
+))  # fmt: skip

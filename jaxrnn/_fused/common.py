@@ -1,4 +1,5 @@
-"""Shared pieces of the fused recurrences: static loop options and matmuls."""
+"""Shared pieces of the fused recurrences: static loop options, matmuls and the
+activation check of the gated ones."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from .._cells.activations import get_activation
 
 
 class LoopOptions(NamedTuple):
@@ -60,3 +63,15 @@ def bias_or_zeros(b: jax.Array | None, like: jax.Array) -> jax.Array:
 def project(xs: jax.Array, w: jax.Array, opts: LoopOptions) -> jax.Array:
     """The hoisted input projection ``xs W`` over all steps at once, ``(T, B, G·H)``."""
     return matmul(xs, cast(w, opts), opts, w.dtype)
+
+
+def gates_unsupported(step_kwargs: dict, where: str) -> str | None:
+    """Why a gated recurrence (LSTM, GRU), written for ``tanh`` and ``sigmoid`` gates,
+    cannot run the step's ``activation`` / ``recurrent_activation``, or None."""
+    act = get_activation(step_kwargs.get("activation", "tanh"), where=where, arg="activation")
+    rec = get_activation(
+        step_kwargs.get("recurrent_activation", "sigmoid"), where=where, arg="recurrent_activation"
+    )
+    if act is not jnp.tanh or rec is not jax.nn.sigmoid:
+        return "activations other than tanh / sigmoid"
+    return None

@@ -18,8 +18,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from .._cells.activations import get_activation
-from .common import LoopOptions, bias_or_zeros, cast, matmul, previous, sum_outer
+from .common import LoopOptions, bias_or_zeros, cast, gates_unsupported, matmul, previous, sum_outer
 
 
 def _forward(xs, w, u, b, rb, h0, mask, opts: LoopOptions, save: bool):
@@ -94,15 +93,10 @@ gru_recurrence.defvjp(_fwd, _bwd)
 
 def unsupported(step_kwargs: dict, where: str) -> str | None:
     """Why this recurrence cannot run the step's options, or None."""
-    act = get_activation(step_kwargs.get("activation", "tanh"), where=where, arg="activation")
-    rec = get_activation(
-        step_kwargs.get("recurrent_activation", "sigmoid"), where=where, arg="recurrent_activation"
-    )
-    if act is not jnp.tanh or rec is not jax.nn.sigmoid:
-        return "activations other than tanh / sigmoid"
-    if not step_kwargs.get("reset_after", True):
-        return "reset_after=False"
-    return None
+    reason = gates_unsupported(step_kwargs, where)
+    if reason is None and not step_kwargs.get("reset_after", True):
+        reason = "reset_after=False"
+    return reason
 
 
 def segment(step_kwargs: dict, params, h0, xs, mask, opts: LoopOptions):

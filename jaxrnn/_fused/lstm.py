@@ -23,9 +23,17 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from .._cells.activations import get_activation
 from .._cells.lstm import LSTMState
-from .common import LoopOptions, bias_or_zeros, cast, matmul, previous, project, sum_outer
+from .common import (
+    LoopOptions,
+    bias_or_zeros,
+    cast,
+    gates_unsupported,
+    matmul,
+    previous,
+    project,
+    sum_outer,
+)
 
 
 def _gates(a):
@@ -193,13 +201,7 @@ lstm_layer.defvjp(_layer_fwd, _layer_bwd)
 
 def unsupported(step_kwargs: dict, where: str) -> str | None:
     """Why this recurrence cannot run the step's options, or None."""
-    act = get_activation(step_kwargs.get("activation", "tanh"), where=where, arg="activation")
-    rec = get_activation(
-        step_kwargs.get("recurrent_activation", "sigmoid"), where=where, arg="recurrent_activation"
-    )
-    if act is not jnp.tanh or rec is not jax.nn.sigmoid:
-        return "activations other than tanh / sigmoid"
-    return None
+    return gates_unsupported(step_kwargs, where)
 
 
 def segment(step_kwargs: dict, params, carry: LSTMState, xs, mask, opts: LoopOptions):

@@ -118,6 +118,21 @@ def gru_reset_after(p: GRUParams, reset_after: bool | None, where: str) -> bool:
     return p.bias is None
 
 
+def refuse_reset_before(
+    p: GRUParams, reset_after: bool | None, where: str, target: str, library: str
+) -> None:
+    """Raise ``ValueError`` when ``p`` is a reset-before GRU (see ``gru_reset_after``):
+    ``target``, e.g. ``"PyTorch's nn.GRU"``, is reset-after, a different function."""
+    if not gru_reset_after(p, reset_after, where):
+        raise ValueError(
+            f"{where}: this GRU is reset-before (an input bias and no recurrent_bias, "
+            "Keras' reset_after=False layout): n = tanh(x Wn + (r*h) Un + bn). "
+            f"{target} is reset-after, n = tanh(x Wn + bin + r*(h Un + bhn)), a different "
+            f"function, so no {library} weights reproduce it. If these really are "
+            "reset-after weights with a zero recurrent bias, pass reset_after=True."
+        )
+
+
 def blocks(a: np.ndarray, order: str, new_order: str, axis: int) -> np.ndarray:
     """Reorder gate blocks along ``axis``: ``blocks(a, "rzn", "zrn", 0)``."""
     parts = dict(zip(order, np.split(a, len(order), axis=axis), strict=True))

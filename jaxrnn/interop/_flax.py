@@ -12,7 +12,15 @@ import numpy as np
 from .._cells.gru import GRUParams
 from .._cells.lstm import LSTMParams, LSTMState
 from .._cells.simple_rnn import RNNParams
-from ._common import Converted, blocks, gru_reset_after, kind_of, layer_of, refuse_float64, to_numpy
+from ._common import (
+    Converted,
+    blocks,
+    kind_of,
+    layer_of,
+    refuse_float64,
+    refuse_reset_before,
+    to_numpy,
+)
 
 TARGETS = (
     "nnx.LSTMCell",
@@ -231,13 +239,7 @@ def to_flax(
                 }
             )
     elif kind == "gru":
-        if not gru_reset_after(params, reset_after, where):
-            raise ValueError(
-                f"{where}: this GRU is reset-before (an input bias and no recurrent_bias): "
-                "n = tanh(x Wn + (r*h) Un + bn). Flax's GRUCell is reset-after, "
-                "n = tanh(x Wn + bin + r*(h Un + bhn)), a different function. If these are "
-                "reset-after weights with a zero recurrent bias, pass reset_after=True."
-            )
+        refuse_reset_before(params, reset_after, where, "Flax's GRUCell", "Flax")
         b = np.asarray(params.bias) if params.bias is not None else _z(3 * H, k)
         rb = (
             np.asarray(params.recurrent_bias) if params.recurrent_bias is not None else _z(3 * H, k)

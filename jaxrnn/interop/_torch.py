@@ -17,9 +17,9 @@ from .._compose import BidirectionalParams, bidirectional, stacked
 from ._common import (
     Converted,
     blocks,
-    gru_reset_after,
     layer_of,
     refuse_float64,
+    refuse_reset_before,
     split_layers,
     to_numpy,
 )
@@ -314,14 +314,7 @@ def from_torch(
 def _to_torch_layer(kind, p, reset_after, where):
     out = {}
     if kind == "gru":
-        if not gru_reset_after(p, reset_after, where):
-            raise ValueError(
-                f"{where}: this GRU is reset-before (an input bias and no recurrent_bias, "
-                "Keras' reset_after=False layout): n = tanh(x Wn + (r*h) Un + bn). PyTorch's "
-                "nn.GRU is reset-after, n = tanh(x Wn + bin + r*(h Un + bhn)), a different "
-                "function, so no PyTorch weights reproduce it. If these really are "
-                "reset-after weights with a zero recurrent bias, pass reset_after=True."
-            )
+        refuse_reset_before(p, reset_after, where, "PyTorch's nn.GRU", "PyTorch")
         w = lambda a: np.asarray(a)  # noqa: E731
         out["weight_ih"] = blocks(w(p.kernel).T, "zrn", "rzn", 0)
         out["weight_hh"] = blocks(w(p.recurrent_kernel).T, "zrn", "rzn", 0)
