@@ -434,7 +434,7 @@ def _check_fit_args(
 
 def _check_same_on_every_process(mesh: Mesh | None, plan: _Plan, key: Any, where: str) -> None:
     """Over several processes: all must shuffle and batch the same data with the same key."""
-    if mesh is not None and parallel._spans_processes(NamedSharding(mesh, PartitionSpec())):
+    if mesh is not None and parallel.spans_processes(NamedSharding(mesh, PartitionSpec())):
         data = (plan.train.x, plan.train.y, plan.val, key)
         parallel.check_same(data, "x, y, validation data and key", where)
 

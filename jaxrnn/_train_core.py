@@ -328,9 +328,9 @@ def make_train_step(
 
 def _data_parallel(whole_step, loss_fn, tx, metrics, clipnorm, mesh, split, where):
     """``make_train_step``'s step over a mesh: explicit per-device gradients, one pmean."""
-    axes = parallel._axes(mesh, None, where)
-    parallel._check_split(split, where)
-    n = parallel._devices_on(mesh, axes)
+    axes = parallel.mesh_axes(mesh, None, where)
+    parallel.check_split(split, where)
+    n = parallel.devices_on(mesh, axes)
     decide = parallel.SplitDecider(split, n, where)
     replicated = NamedSharding(mesh, PartitionSpec())
     sharded = NamedSharding(mesh, PartitionSpec(axes))
@@ -371,7 +371,7 @@ def _data_parallel(whole_step, loss_fn, tx, metrics, clipnorm, mesh, split, wher
 
     def step(state: TrainState, batch: Any, key: Any):
         if decide(batch, state.params):
-            parallel._check_batch(batch, n, where)
+            parallel.check_divisible_batch(batch, n, where)
             state = parallel.place(state, replicated, check="state", where=where)
             batch = parallel.place(batch, sharded)
             return split_step(state, batch, _put(key, replicated))

@@ -231,7 +231,7 @@ def save(path: str | os.PathLike, tree: Any, *, timeout: float | None = None) ->
         except Exception as e:
             status, error = f"{type(e).__name__}: {e}", e
     # every process waits here for process 0's outcome (and for each other)
-    statuses = parallel._exchange(
+    statuses = parallel.exchange(
         "checkpoint.save", status, where="checkpoint.save", timeout=timeout
     )
     if error is not None:
@@ -486,15 +486,15 @@ def _compatible(stored_dtype: str, target_dtype: str) -> bool:
     return stored_dtype == target_dtype
 
 
-def _spans_processes(leaf: Any) -> bool:
+def spans_processes(leaf: Any) -> bool:
     sharding = getattr(leaf, "sharding", None)
-    return sharding is not None and parallel._spans_processes(sharding)
+    return sharding is not None and parallel.spans_processes(sharding)
 
 
 def _put(value: Any, sharding: Any) -> Any:
     """``jax.device_put``; across processes, each process's own devices only (every
     process read the same file, compared by ``restore``, so nothing is communicated)."""
-    if parallel._spans_processes(sharding):
+    if parallel.spans_processes(sharding):
         return parallel.put_global(value, sharding)
     return jax.device_put(value, sharding)
 
@@ -525,7 +525,7 @@ def _read_on_every_process(
         status = "ok " + digest.hex()
     except Exception as e:
         status, error = f"{type(e).__name__}: {e}", e
-    statuses = parallel._exchange("checkpoint.restore", status, where=where, timeout=timeout)
+    statuses = parallel.exchange("checkpoint.restore", status, where=where, timeout=timeout)
     if error is not None:
         raise error
     failed = [i for i, s in enumerate(statuses) if not s.startswith("ok ")]
@@ -601,7 +601,7 @@ def restore(path: str | os.PathLike, target: Any = None, *, timeout: float | Non
         ...
     """
     where = "checkpoint.restore"
-    if jax.process_count() > 1 and any(map(_spans_processes, jax.tree.leaves(target))):
+    if jax.process_count() > 1 and any(map(spans_processes, jax.tree.leaves(target))):
         header, arrays = _read_on_every_process(path, where, timeout)
     else:
         header, arrays, _ = _read(path, where)

@@ -337,7 +337,9 @@ def data_mesh(devices: int | Sequence[jax.Device] | None = None, *, axis: str = 
     return Mesh(np.array(devs), (axis,))
 
 
-def _axes(mesh: Mesh, axis: str | None, where: str) -> tuple[str, ...]:
+def mesh_axes(mesh: Mesh, axis: str | None, where: str) -> tuple[str, ...]:
+    """The mesh axes a batch is split over: ``(axis,)``, or all of them when None
+    (used by the training steps too; not in ``__all__``)."""
     if not isinstance(mesh, Mesh):
         raise TypeError(
             f"{where}: mesh must be a jax.sharding.Mesh (see data_mesh), got {type(mesh).__name__}."
@@ -364,14 +366,17 @@ def batch_sharding(mesh: Mesh, axis: str | None = None) -> NamedSharding:
         >>> s.spec == PartitionSpec("batch"), s.num_devices
         (True, 1)
     """
-    return NamedSharding(mesh, PartitionSpec(_axes(mesh, axis, "batch_sharding")))
+    return NamedSharding(mesh, PartitionSpec(mesh_axes(mesh, axis, "batch_sharding")))
 
 
-def _devices_on(mesh: Mesh, axes: tuple[str, ...]) -> int:
+def devices_on(mesh: Mesh, axes: tuple[str, ...]) -> int:
+    """How many devices the mesh ``axes`` span together (the batch's split count)."""
     return int(np.prod([mesh.shape[a] for a in axes]))
 
 
-def _check_batch(batch: Any, n: int, where: str, devices: str = "devices of the mesh") -> None:
+def check_divisible_batch(
+    batch: Any, n: int, where: str, devices: str = "devices of the mesh"
+) -> None:
     """Every leaf needs a leading axis divisible by the number of devices ``n``."""
     for path, leaf in jax.tree_util.tree_flatten_with_path(batch)[0]:
         name = "batch" + jax.tree_util.keystr(path)
@@ -419,8 +424,10 @@ def shard_batch(batch: Any, mesh: Mesh, *, axis: str | None = None) -> Any:
         ((8, 5, 3), 1)
     """
     sharding = batch_sharding(mesh, axis)
-    _check_batch(batch, _devices_on(mesh, _axes(mesh, axis, "shard_batch")), "shard_batch")
-    if _spans_processes(sharding):
+    check_divisible_batch(
+        batch, devices_on(mesh, mesh_axes(mesh, axis, "shard_batch")), "shard_batch"
+    )
+    if spans_processes(sharding):
         return put_global(batch, sharding)
     return jax.device_put(batch, sharding)
 
@@ -447,15 +454,15 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
         >>> p.kernel.sharding.is_fully_replicated
         True
     """
-    _axes(mesh, None, "replicate")
+    mesh_axes(mesh, None, "replicate")
     sharding = NamedSharding(mesh, PartitionSpec())
-    if _spans_processes(sharding):
+    if spans_processes(sharding):
         check_same(tree, "values", "replicate")
         return put_global(tree, sharding)
     return jax.device_put(tree, sharding)
 
 
-def _spans_processes(sharding: jax.sharding.Sharding) -> bool:
+def spans_processes(sharding: jax.sharding.Sharding) -> bool:
     """Whether ``sharding`` places data on devices of other processes too."""
     return jax.process_count() > 1 and not sharding.is_fully_addressable
 
@@ -543,13 +550,13 @@ def global_batch(local_batch: Any, mesh: Mesh, *, axis: str | None = None) -> An
     sharding = batch_sharding(mesh, axis)
     where = "global_batch"
     mine = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
-    share = _devices_on(mesh, _axes(mesh, axis, where)) * mine // mesh.size
+    share = devices_on(mesh, mesh_axes(mesh, axis, where)) * mine // mesh.size
     if share < 1:
         raise ValueError(
             f"{where}: the mesh has no device of this process (process {jax.process_index()}); "
             "build it over every process's devices, e.g. data_mesh()."
         )
-    _check_batch(local_batch, share, where, "devices of this process in the mesh")
+    check_divisible_batch(local_batch, share, where, "devices of this process in the mesh")
     return jax.tree.map(
         lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a)), local_batch
     )
@@ -562,7 +569,7 @@ SYNC_TIMEOUT = 300.0
 _ROUNDS: collections.Counter = collections.Counter()
 
 
-def _exchange(tag: str, value: str, *, where: str, timeout: float | None = None) -> list[str]:
+def exchange(tag: str, value: str, *, where: str, timeout: float | None = None) -> list[str]:
     """Every process's ``value`` (a short string), in process order; ``[value]`` in one process.
 
     Every process calls it with the same ``tag``, as often and in the same order
@@ -650,7 +657,7 @@ def check_same(tree: Any, what: str, where: str) -> None:
     """
     if jax.process_count() == 1:
         return
-    prints = _exchange("same", _fingerprint(tree), where=where)
+    prints = exchange("same", _fingerprint(tree), where=where)
     differ = [i for i, v in enumerate(prints) if v != prints[0]]
     if differ:
         raise ValueError(
@@ -737,7 +744,8 @@ def parameter_count(tree: Any) -> int:
     )
 
 
-def _check_split(split: Any, where: str) -> None:
+def check_split(split: Any, where: str) -> None:
+    """Refuse a ``split=`` other than ``'auto'``, True or False, naming the three."""
     if not any(split is s or (isinstance(split, str) and split == s) for s in SPLITS):
         raise ValueError(
             f"{where}: split={split!r}; use 'auto' (split the batch when the measured rule "
@@ -750,7 +758,7 @@ def batch_rows(batch: Any, where: str) -> int:
     """The common leading size of every leaf of ``batch`` (its number of rows)."""
     sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree.leaves(batch)}
     if not sizes or None in sizes:
-        _check_batch(batch, 1, where)  # names the scalar leaf
+        check_divisible_batch(batch, 1, where)  # names the scalar leaf
         raise ValueError(f"{where}: the batch holds no arrays.")
     if len(sizes) != 1:
         shapes = [tuple(np.shape(leaf)) for leaf in jax.tree.leaves(batch)]
@@ -795,10 +803,10 @@ def place(
     if (
         isinstance(sharding, jax.sharding.SingleDeviceSharding)
         and not any(isinstance(a, jax.Array) for a in leaves)
-        and not _spans_processes(sharding)
+        and not spans_processes(sharding)
     ):
         return tree  # host data: the jitted call copies it next to its committed arguments
-    if _spans_processes(sharding):
+    if spans_processes(sharding):
         if check is not None:
             check_same(tree, check, where)
         return put_global(tree, sharding)
@@ -917,9 +925,9 @@ def data_parallel_step(
         [1.0, 0.16, 0.0256]
     """
     where = "data_parallel_step"
-    axes = _axes(mesh, axis, where)
-    _check_split(split, where)
-    n = _devices_on(mesh, axes)
+    axes = mesh_axes(mesh, axis, where)
+    check_split(split, where)
+    n = devices_on(mesh, axes)
     decide = SplitDecider(split, n, where)
     replicated = NamedSharding(mesh, PartitionSpec())
     sharded = NamedSharding(mesh, PartitionSpec(axes))
@@ -941,7 +949,7 @@ def data_parallel_step(
     @functools.wraps(step_fn)
     def step(state, batch):
         if decide(batch, state):
-            _check_batch(batch, n, where)
+            check_divisible_batch(batch, n, where)
             state = place(state, replicated, check="state", where=where)
             return jitted(state, place(batch, sharded))
         return whole(place(state, one, check="state", where=where), place(batch, one))

@@ -456,7 +456,7 @@ def sweep(
     devices = 1 if mesh is None else mesh.size
     per_device = math.ceil(n / devices)
     chunk = None if chunk_size is None or chunk_size >= per_device else int(chunk_size)
-    processes = mesh is not None and parallel._spans_processes(
+    processes = mesh is not None and parallel.spans_processes(
         NamedSharding(mesh, PartitionSpec(tuple(mesh.axis_names)))
     )
     if processes:  # every process holds the table; each places its own rows

@@ -20,8 +20,6 @@ Keras-style layer over it (``fit``, ``History``, ``EarlyStopping``). Import from
 """
 
 from ._fit import EarlyStopping, History, fit
-from ._train_core import _STEP_CACHE as _STEP_CACHE  # the compiled steps fit and evaluate reuse
-from ._train_core import _STEP_CACHE_SIZE as _STEP_CACHE_SIZE
 from ._train_core import KERAS_DEFAULTS as KERAS_DEFAULTS
 from ._train_core import LossFn as LossFn
 from ._train_core import MetricFn as MetricFn

@@ -16,7 +16,7 @@ import optax
 import pytest
 
 import jaxrnn
-from jaxrnn import losses, train
+from jaxrnn import _train_core, losses
 from jaxrnn.train import (
     EarlyStopping,
     History,
@@ -705,9 +705,9 @@ def test_bound_method_losses_are_reused_and_the_cache_is_bounded():
     for _ in range(2):  # m.loss is a new bound-method object each time
         fit(m.loss, jnp.zeros(3), "sgd", XL, YL, batch_size=8, key=jax.random.key(0), verbose=0)
     assert Model.traces == 1
-    for c in range(train._STEP_CACHE_SIZE + 3):  # more setups than the cache keeps
+    for c in range(_train_core._STEP_CACHE_SIZE + 3):  # more setups than the cache keeps
         evaluate(lambda p, x, y, key, c=c: c * _linear(p, x, y), jnp.zeros(3), XL, YL)
-    assert len(train._STEP_CACHE) == train._STEP_CACHE_SIZE
+    assert len(_train_core._STEP_CACHE) == _train_core._STEP_CACHE_SIZE
 
 
 def test_the_cache_keeps_no_data_alive():
