@@ -2,14 +2,19 @@
 
 Not a test module: ``tests/test_multiprocess.py`` uses it. Parent side::
 
-    results = run_processes("tests/multiprocess_worker.py", 2, args=["all"], timeout=120,
+    from tests.multiprocess_harness import run_processes
+
+    results = run_processes("tests.multiprocess_worker", 2, args=["all"], timeout=120,
                             local_devices=1)
     for rc, out, err in results:
         assert rc == 0, err
 
-Child side, first thing in the worker (before any JAX computation)::
+A module name runs as ``python -m tests.multiprocess_worker`` from the
+repository root (so the worker imports ``tests.*`` like the test modules do); a
+path ending in ``.py`` runs as a script. Child side, first thing in the worker
+(before any JAX computation)::
 
-    from multiprocess_harness import start_worker
+    from tests.multiprocess_harness import start_worker
     start_worker()              # watchdog + jaxrnn.parallel.initialize() from the env vars
 
 Each child gets ``JAX_COORDINATOR_ADDRESS`` (``127.0.0.1:<free port>``),
@@ -35,8 +40,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = ["free_port", "run_processes", "start_worker"]
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository root: ``tests`` is a package in it
 
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "grpc_proxy", "all_proxy", "no_proxy")
 
@@ -65,7 +73,7 @@ def _kill_group(p: subprocess.Popen) -> None:
 
 
 def run_processes(
-    script_path: str,
+    script: str,
     n: int,
     args: Sequence[str] = (),
     timeout: float = 120.0,
@@ -74,7 +82,10 @@ def run_processes(
     env: dict | None = None,
     fail_grace: float = 10.0,
 ) -> list[tuple[int, str, str]]:
-    """Run ``python -u script_path *args`` as ``n`` cooperating JAX processes.
+    """Run ``python -u script *args`` as ``n`` cooperating JAX processes.
+
+    ``script`` is a file (``.../train.py``) or a module of the repository run
+    with ``python -m`` from its root (``tests.multiprocess_worker``).
 
     Waits at most ``timeout`` seconds in all. Once a child exits with a non-zero
     code the others get ``fail_grace`` seconds (they may be blocked in a
@@ -106,6 +117,10 @@ def run_processes(
     # the child's own watchdog fires first and prints where each thread is stuck
     base["MP_WATCHDOG"] = str(max(5.0, timeout - 8.0))
 
+    if script.endswith(".py"):
+        command, cwd = [sys.executable, "-u", script], None
+    else:
+        command, cwd = [sys.executable, "-u", "-m", script], ROOT
     procs: list[subprocess.Popen] = []
     files = []
     try:
@@ -115,7 +130,8 @@ def run_processes(
             files.append((out, err))
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-u", script_path, *map(str, args)],
+                    [*command, *map(str, args)],
+                    cwd=cwd,
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=err,

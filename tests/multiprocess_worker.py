@@ -1,8 +1,9 @@
 """One process of a 2-process jaxrnn run (run by tests/test_multiprocess.py, never by pytest).
 
-``python multiprocess_worker.py all`` runs every scenario below inside one pair of
-processes (a mesh over both processes' devices) and compares each with the same
-computation in one process, on this process's own first device:
+``python -m tests.multiprocess_worker all`` (from the repository root) runs every
+scenario below inside one pair of processes (a mesh over both processes' devices)
+and compares each with the same computation in one process, on this process's
+own first device:
 
 * ``make_train_step(mesh=)``: SGD losses, gradient norms and parameters; Adam's
   gradient norms (Adam's updates hide a wrong gradient scale); a batch built by
@@ -26,9 +27,7 @@ import signal
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from multiprocess_harness import start_worker  # noqa: E402
+from tests.multiprocess_harness import start_worker
 
 
 def main(argv):
@@ -334,9 +333,9 @@ def main(argv):
             {"state": s},
             timeout=1,
         )
-    from jaxrnn.parallel import _exchange
+    from jaxrnn.parallel import exchange
 
-    assert _exchange("done", "bye", where="worker") == ["bye", "bye"]
+    assert exchange("done", "bye", where="worker") == ["bye", "bye"]
     lap("checkpoint")
     jax.distributed.shutdown()
     print("OK", flush=True)

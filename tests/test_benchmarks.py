@@ -11,6 +11,11 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
+# multi-process / multi-device programs: one at a time on one xdist worker (pyproject addopts)
+pytestmark = pytest.mark.xdist_group("subprocesses")
+
 BENCH = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 
 

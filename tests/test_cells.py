@@ -9,65 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.test_util import check_grads
-from reference import gru_ref, lstm_ref, rnn_ref
 
 import jaxrnn
 from jaxrnn import LSTMState
-
-
-def _randomise(params, key, scale=0.5):
-    """Non-zero biases and O(1) weights so every term of the equations matters."""
-    leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(key, len(leaves))
-    return jax.tree.unflatten(
-        tree,
-        [scale * jax.random.normal(k, v.shape, v.dtype) for k, v in zip(keys, leaves, strict=True)],
-    )
-
-
-def _relu(a):
-    return np.maximum(a, 0)
-
-
-# name -> (init, step, step kwargs, reference(p, carry_tuple, x) -> carry_tuple)
-CELLS = {
-    "rnn": (jaxrnn.init_rnn, jaxrnn.rnn_step, {}, lambda p, c, x: (rnn_ref(p, c[0], x),)),
-    "rnn_relu": (
-        jaxrnn.init_rnn,
-        jaxrnn.rnn_step,
-        {"activation": "relu"},
-        lambda p, c, x: (rnn_ref(p, c[0], x, act=_relu),),
-    ),
-    "lstm": (jaxrnn.init_lstm, jaxrnn.lstm_step, {}, lambda p, c, x: lstm_ref(p, c[0], c[1], x)),
-    "gru": (jaxrnn.init_gru, jaxrnn.gru_step, {}, lambda p, c, x: (gru_ref(p, c[0], x),)),
-    "gru_reset_before": (
-        functools.partial(jaxrnn.init_gru, reset_after=False),
-        jaxrnn.gru_step,
-        {"reset_after": False},
-        lambda p, c, x: (gru_ref(p, c[0], x, reset_after=False),),
-    ),
-}
-
-
-def make(name, input_size=3, hidden=4, seed=0, dtype=jnp.float32):
-    init, step, kwargs, ref = CELLS[name]
-    p = _randomise(
-        init(jax.random.key(seed), input_size, hidden, dtype=dtype), jax.random.key(seed + 1)
-    )
-    return p, functools.partial(step, **kwargs), ref
-
-
-def random_carry(p, batch_shape, key):
-    zero = jaxrnn.zero_state(p, batch_shape)
-    leaves, tree = jax.tree.flatten(zero)
-    keys = jax.random.split(key, len(leaves))
-    return jax.tree.unflatten(
-        tree, [jax.random.normal(k, v.shape, v.dtype) for k, v in zip(keys, leaves, strict=True)]
-    )
-
-
-def as_tuple(carry):
-    return tuple(carry) if isinstance(carry, LSTMState) else (carry,)
+from tests.helpers import CELLS, as_tuple, gru_ref, lstm_ref, make, random_carry, relu, rnn_ref
 
 
 @pytest.mark.parametrize("name", CELLS)
@@ -177,7 +122,7 @@ def test_activation_names_equal_callables():
     )
     hs = lambda v: np.clip((v + 3) / 6, 0, 1)  # Keras 3 hard_sigmoid  # noqa: E731
     want = lstm_ref(
-        p, *(np.asarray(c, np.float64) for c in carry), np.asarray(x, np.float64), act=_relu, rec=hs
+        p, *(np.asarray(c, np.float64) for c in carry), np.asarray(x, np.float64), act=relu, rec=hs
     )
     np.testing.assert_allclose(a[1], b[1], atol=0)
     np.testing.assert_allclose(a[1], want[0], atol=1e-5)

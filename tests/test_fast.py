@@ -8,13 +8,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_cells import make, random_carry
 
 import jaxrnn
 from jaxrnn import BidirectionalParams
 from jaxrnn._cells.spec import spec_named
 from jaxrnn._fused import lstm as fused_lstm
 from jaxrnn._layers import run_layer
+from tests.helpers import make, random_carry
 
 LAYERS = {
     "rnn_tanh": (jaxrnn.simple_rnn, "rnn", {}),
@@ -45,30 +45,31 @@ def assert_trees_close(a, b, atol=1e-5):
         np.testing.assert_allclose(u, v, atol=atol, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", LAYERS)
+OPTIONS = {
+    "plain": {},
+    "backwards": {"go_backwards": True},
+    "lengths": {"seq_lengths": [6, 2, 0]},
+    "lengths-backwards": {"seq_lengths": [4, 6, 1], "go_backwards": True},
+    "mask": {"mask": [[1, 0, 1, 1, 0, 1], [1] * 6, [0] * 6]},
+    "time-major": {"time_major": True, "seq_lengths": [3, 6, 5]},
+    "unroll3": {"unroll": 3, "seq_lengths": [5, 6, 2]},
+    "dropout": {"dropout": 0.4, "seq_lengths": [6, 5, 3]},
+    "no-bias": {"no_bias": True},
+}
+# The simple RNN's other activations change the cell's equations only: they run with the
+# options that meet them (padding in both directions, a mask's gaps, no bias); the options
+# that only move data around (time-major, unroll, dropout's masks) run with tanh and the cells.
+OTHER_ACTIVATIONS = {"rnn_relu", "rnn_sigmoid"}
+OPTIONS_OF_OTHER_ACTIVATIONS = {"plain", "lengths-backwards", "mask", "no-bias"}
+
+
 @pytest.mark.parametrize(
-    "opts",
+    "name, opts",
     [
-        {},
-        {"go_backwards": True},
-        {"seq_lengths": [6, 2, 0]},
-        {"seq_lengths": [4, 6, 1], "go_backwards": True},
-        {"mask": [[1, 0, 1, 1, 0, 1], [1] * 6, [0] * 6]},
-        {"time_major": True, "seq_lengths": [3, 6, 5]},
-        {"unroll": 3, "seq_lengths": [5, 6, 2]},
-        {"dropout": 0.4, "seq_lengths": [6, 5, 3]},
-        {"no_bias": True},
-    ],
-    ids=[
-        "plain",
-        "backwards",
-        "lengths",
-        "lengths-backwards",
-        "mask",
-        "time-major",
-        "unroll3",
-        "dropout",
-        "no-bias",
+        pytest.param(name, opts, id=f"{opt_id}-{name}")
+        for opt_id, opts in OPTIONS.items()
+        for name in LAYERS
+        if name not in OTHER_ACTIVATIONS or opt_id in OPTIONS_OF_OTHER_ACTIVATIONS
     ],
 )
 def test_fast_equals_scan_outputs_and_gradients(name, opts):
@@ -91,8 +92,8 @@ def test_fast_equals_scan_outputs_and_gradients(name, opts):
         opts["key"] = jax.random.key(3)
     w = jax.random.normal(jax.random.key(4), (T, B, 4) if opts.get("time_major") else (B, T, 4))
 
-    def loss(p, x, s0, impl):
-        seq, final = layer(
+    def run(p, x, s0, impl):
+        return layer(
             p,
             x,
             initial_state=s0,
@@ -102,17 +103,22 @@ def test_fast_equals_scan_outputs_and_gradients(name, opts):
             **kw,
             **opts,
         )
+
+    def loss(p, x, s0, impl):
+        seq, final = run(p, x, s0, impl)
         return jnp.sum(seq * w) + sum(jnp.sum(jnp.sin(v)) for v in jax.tree.leaves(final))
 
-    fast = layer(
-        p, x, initial_state=s0, return_sequences=True, return_state=True, impl="fast", **kw, **opts
+    # the outputs (a plain call) and the gradients (the custom VJP): one compile per impl
+    out_and_grad = jax.jit(
+        lambda p, x, s0, impl: (
+            run(p, x, s0, impl),
+            jax.grad(loss, argnums=(0, 1, 2))(p, x, s0, impl),
+        ),
+        static_argnums=3,
     )
-    scan = layer(
-        p, x, initial_state=s0, return_sequences=True, return_state=True, impl="scan", **kw, **opts
-    )
+    (fast, g_fast), (scan, g_scan) = out_and_grad(p, x, s0, "fast"), out_and_grad(p, x, s0, "scan")
     assert_trees_close(fast, scan)
-    grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)), static_argnums=3)  # one compile per impl
-    assert_trees_close(grad(p, x, s0, "fast"), grad(p, x, s0, "scan"))
+    assert_trees_close(g_fast, g_scan)
 
 
 @pytest.mark.parametrize("name", ["lstm", "lstm_autodiff", "gru"])
@@ -134,8 +140,11 @@ def test_fast_bidirectional_and_stacked(name):
         )
         return jnp.sum(out**2)
 
-    assert_trees_close(loss(ps, "fast"), loss(ps, "scan"))
-    assert_trees_close(jax.grad(loss)(ps, "fast"), jax.grad(loss)(ps, "scan"))
+    # the loss (a plain call) and its gradient (the custom VJP): one compile per impl
+    both = jax.jit(lambda ps, impl: (loss(ps, impl), jax.grad(loss)(ps, impl)), static_argnums=1)
+    (l_fast, g_fast), (l_scan, g_scan) = both(ps, "fast"), both(ps, "scan")
+    assert_trees_close(l_fast, l_scan)
+    assert_trees_close(g_fast, g_scan)
 
 
 @pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "lstm_autodiff", "gru"])
@@ -149,10 +158,11 @@ def test_fast_under_vmap_over_params_jit_and_checkpoint(name):
         return jnp.mean(layer(p, x, return_sequences=True, impl=impl, **kw) ** 2)
 
     g_v = jax.jit(jax.vmap(jax.grad(loss), in_axes=(0, None)), static_argnums=1)(stacked, "fast")
+    g_scan = jax.jit(jax.grad(loss), static_argnums=1)  # compiled once, for every ps[k]
     for k, p in enumerate(ps):
-        assert_trees_close(jax.tree.map(lambda a, k=k: a[k], g_v), jax.grad(loss)(p, "scan"))
-    g_ckpt = jax.grad(jax.checkpoint(loss, static_argnums=1))(ps[0], "fast")
-    assert_trees_close(g_ckpt, jax.grad(loss)(ps[0], "scan"))
+        assert_trees_close(jax.tree.map(lambda a, k=k: a[k], g_v), g_scan(p, "scan"))
+    g_ckpt = jax.jit(jax.grad(jax.checkpoint(loss, static_argnums=1)), static_argnums=1)
+    assert_trees_close(g_ckpt(ps[0], "fast"), g_scan(ps[0], "scan"))
 
 
 @pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "lstm_autodiff", "gru"])
@@ -168,9 +178,8 @@ def test_grad_of_grad_through_fast_path(name):
     def outer(x, impl):  # a gradient penalty: ||d inner / dx||²
         return jnp.sum(jax.grad(inner)(x, impl) ** 2)
 
-    np.testing.assert_allclose(
-        jax.grad(outer)(x, "fast"), jax.grad(outer)(x, "scan"), atol=1e-4, rtol=1e-4
-    )
+    grad = jax.jit(jax.grad(outer), static_argnums=1)  # one compile per impl, not op by op
+    np.testing.assert_allclose(grad(x, "fast"), grad(x, "scan"), atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru"])
@@ -219,11 +228,11 @@ def test_auto_falls_back_and_fast_refuses_unsupported_options():
 
 
 @pytest.mark.parametrize("name", ["rnn_relu", "lstm", "lstm_autodiff", "gru"])
-@pytest.mark.parametrize("remat", ["step", "sqrt"])
 @pytest.mark.parametrize(
     "steps,opts", [(7, {}), (10, {"go_backwards": True, "lengths": [10, 3, 0]}), (1, {}), (0, {})]
 )
-def test_remat_gives_the_same_values_and_gradients(name, remat, steps, opts):
+def test_remat_gives_the_same_values_and_gradients(name, steps, opts):
+    """remat='step' and remat='sqrt' against no remat (compiled once for both)."""
     layer, cell, kw = LAYERS[name]
     p, _, _ = make(cell)
     x = jax.random.normal(jax.random.key(2), (B, steps, I))
@@ -235,9 +244,16 @@ def test_remat_gives_the_same_values_and_gradients(name, remat, steps, opts):
         seq, fin = layer(p, x, return_sequences=True, return_state=True, remat=remat, **kw, **opts)
         return jnp.sum(seq**2) + sum(jnp.sum(v) for v in jax.tree.leaves(fin))
 
-    assert_trees_close(loss(p, x, remat), loss(p, x, None))
-    grad = jax.jit(jax.grad(loss, argnums=(0, 1)), static_argnums=2)
-    assert_trees_close(grad(p, x, remat), grad(p, x, None))
+    # the value (a plain call) and the gradient: one compile per remat option
+    both = jax.jit(
+        lambda p, x, remat: (loss(p, x, remat), jax.grad(loss, argnums=(0, 1))(p, x, remat)),
+        static_argnums=2,
+    )
+    v_none, g_none = both(p, x, None)
+    for remat in ("step", "sqrt"):
+        v_remat, g_remat = both(p, x, remat)
+        assert_trees_close(v_remat, v_none)
+        assert_trees_close(g_remat, g_none)
 
 
 def test_remat_in_the_generic_driver_with_a_custom_step():
@@ -290,12 +306,13 @@ def test_bfloat16_matmuls_keep_float32_state_and_stay_close(name):
             **kw,
         )
 
-    (seq, fin), (seq32, _) = run(p, jnp.bfloat16), run(p, None)
+    loss = lambda p, md: jnp.sum(run(p, md)[0] ** 2)  # noqa: E731
+    # the outputs (a plain call) and the gradients: one compile per matmul dtype
+    both = jax.jit(lambda p, md: (run(p, md), jax.grad(loss)(p, md)), static_argnums=1)
+    ((seq, fin), g), ((seq32, _), g32) = both(p, jnp.bfloat16), both(p, None)
     assert seq.dtype == jnp.float32 and all(v.dtype == jnp.float32 for v in jax.tree.leaves(fin))
     err = float(jnp.abs(seq - seq32).max())
     assert 0 < err < 0.1, err  # bf16 has an 8-bit mantissa: differs, but only slightly
-    loss = lambda p, md: jnp.sum(run(p, md)[0] ** 2)  # noqa: E731
-    g, g32 = jax.grad(loss)(p, jnp.bfloat16), jax.grad(loss)(p, None)
     for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g32), strict=True):
         assert a.dtype == jnp.float32
         np.testing.assert_allclose(a, b, atol=0.05 * float(jnp.abs(b).max()) + 1e-3)

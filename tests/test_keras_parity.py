@@ -36,10 +36,10 @@ if keras.backend.backend() != "jax":
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import parity  # noqa: E402
 
 import jaxrnn  # noqa: E402
 from jaxrnn import LSTMState  # noqa: E402
+from tests.helpers import eager_unless, max_diff_reporter  # noqa: E402
 
 ATOL = RTOL = 1e-5
 KINDS = ("rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before")
@@ -55,10 +55,10 @@ B, T, F, H = 4, 6, 3, 4
 MAX_DIFF: dict[str, float] = collections.defaultdict(float)
 
 
-_report_max_diffs = parity.max_diff_reporter(MAX_DIFF, "keras")
+_report_max_diffs = max_diff_reporter(MAX_DIFF, "keras")
 
 COMPILED_TESTS = {"test_jit_compiled_matches_keras", "test_stacked_simple_rnn_sequential"}
-_eager_unless_compiled = parity.eager_unless(COMPILED_TESTS)
+_eager_unless_compiled = eager_unless(COMPILED_TESTS)
 
 
 def assert_close(group, actual, expected, atol=ATOL, rtol=RTOL):

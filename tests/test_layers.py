@@ -8,21 +8,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from reference import gru_ref, lstm_ref, rnn_ref, run_ref
-from test_cells import make, random_carry
 
 import jaxrnn
-from jaxrnn import BidirectionalParams, LSTMState
+from jaxrnn import BidirectionalParams
+from tests.helpers import as_tuple, gru_ref, lstm_ref, make, random_carry, rnn_ref, run_ref
 
 LAYERS = {
     "simple_rnn": (jaxrnn.simple_rnn, "rnn", lambda p: lambda c, x: (rnn_ref(p, c[0], x),)),
     "lstm": (jaxrnn.lstm, "lstm", lambda p: lambda c, x: lstm_ref(p, c[0], c[1], x)),
     "gru": (jaxrnn.gru, "gru", lambda p: lambda c, x: (gru_ref(p, c[0], x),)),
 }
-
-
-def as_tuple(s):
-    return tuple(s) if isinstance(s, LSTMState) else (s,)
 
 
 @pytest.mark.parametrize("name", LAYERS)

@@ -4,8 +4,9 @@ Each test launches one pair of processes (``multiprocess_harness.run_processes``
 with a timeout; the children join with ``jaxrnn.parallel.initialize`` (short
 heartbeat/shutdown timeouts, fail-fast hook), so a failure ends a test in seconds
 rather than hanging it. All scenarios of one setup run inside one pair of
-processes (``multiprocess_worker.py``), which asserts every value itself and
-prints its measured differences from a one-process run (``pytest -s`` shows them).
+processes (``python -m tests.multiprocess_worker``), which asserts every value
+itself and prints its measured differences from a one-process run (``pytest -s``
+shows them).
 """
 
 import pathlib
@@ -13,10 +14,14 @@ import re
 import time
 
 import pytest
-from multiprocess_harness import run_processes
+
+from tests.multiprocess_harness import run_processes
 
 HERE = pathlib.Path(__file__).resolve().parent
-WORKER = HERE / "multiprocess_worker.py"
+# multi-process / multi-device programs: one at a time on one xdist worker (pyproject addopts)
+pytestmark = pytest.mark.xdist_group("subprocesses")
+
+WORKER = "tests.multiprocess_worker"  # run as python -m from the repository root
 README = HERE.parent / "README.md"
 
 

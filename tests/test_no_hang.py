@@ -17,6 +17,9 @@ import sys
 
 import pytest
 
+# multi-process / multi-device programs: one at a time on one xdist worker (pyproject addopts)
+pytestmark = pytest.mark.xdist_group("subprocesses")
+
 WORKER = pathlib.Path(__file__).with_name("no_hang_worker.py")
 
 

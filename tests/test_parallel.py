@@ -141,6 +141,7 @@ FOUR_DEVICES = textwrap.dedent(
 )
 
 
+@pytest.mark.xdist_group("subprocesses")  # a 4-device program: with the other such tests
 def test_four_devices_equal_one_device():
     env = dict(os.environ)
     env["XLA_FLAGS"] = (
@@ -217,6 +218,7 @@ def _run_devices(script: str, devices: int, timeout: int = 600) -> None:
     assert res.returncode == 0 and res.stdout.strip().endswith("OK"), res.stdout + res.stderr
 
 
+@pytest.mark.xdist_group("subprocesses")
 def test_two_devices_train_step_fit_dropout_and_shard_map():
     script = (pathlib.Path(__file__).parent / "multidevice_two.py").read_text()
     _run_devices(script, 2)
@@ -261,7 +263,7 @@ def test_initialize_checks_its_arguments_and_when_it_is_called(monkeypatch):
 
 
 def test_multi_process_helpers_in_one_process():
-    from jaxrnn.parallel import _exchange, _fingerprint, check_same, global_batch, put_global
+    from jaxrnn.parallel import _fingerprint, check_same, exchange, global_batch, put_global
 
     mesh = data_mesh()
     replicated = jax.sharding.NamedSharding(mesh, PartitionSpec())
@@ -276,7 +278,7 @@ def test_multi_process_helpers_in_one_process():
     gb = global_batch({"x": x}, mesh)["x"]  # one process: its rows are the whole batch
     np.testing.assert_array_equal(gb, shard_batch(x, mesh))
     assert gb.sharding == batch_sharding(mesh)
-    assert _exchange("test", "value", where="test") == ["value"]
+    assert exchange("test", "value", where="test") == ["value"]
     check_same({"w": jnp.ones(2)}, "values", "test")  # one process: nothing to compare
     a = _fingerprint({"w": np.ones(3, np.float32), "k": jax.random.key(0)})
     assert a == _fingerprint({"w": jnp.ones(3), "k": jax.random.key(0)})

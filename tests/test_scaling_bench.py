@@ -12,6 +12,11 @@ import re
 import subprocess
 import sys
 
+import pytest
+
+# multi-process / multi-device programs: one at a time on one xdist worker (pyproject addopts)
+pytestmark = pytest.mark.xdist_group("subprocesses")
+
 BENCH = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 
 

@@ -32,12 +32,12 @@ torch = pytest.importorskip("torch")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import parity  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
 import jaxrnn  # noqa: E402
 from jaxrnn import BidirectionalParams, GRUParams, LSTMParams, LSTMState, RNNParams  # noqa: E402
+from tests.helpers import eager_unless, max_diff_reporter  # noqa: E402
 
 ATOL = RTOL = 1e-5
 KINDS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
@@ -55,10 +55,10 @@ torch.set_num_threads(1)
 MAX_DIFF: dict[str, float] = collections.defaultdict(float)
 
 
-_report_max_diffs = parity.max_diff_reporter(MAX_DIFF, "torch")
+_report_max_diffs = max_diff_reporter(MAX_DIFF, "torch")
 
 COMPILED_TESTS = {"test_jit_matches_torch", "test_jit_gradients_match_torch"}
-_eager_unless_compiled = parity.eager_unless(COMPILED_TESTS)
+_eager_unless_compiled = eager_unless(COMPILED_TESTS)
 
 
 def np32(a) -> np.ndarray:

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import lstm_ref, run_ref
-from test_cells import make, random_carry
 
 import jaxrnn
+from tests.helpers import lstm_ref, make, random_carry, run_ref
 
 
 def _lstm_case(batch=3, steps=6, seed=0):
@@ -152,6 +151,12 @@ def test_jit_vmap_grad_through_unroll():
     np.testing.assert_allclose(g.kernel[1, 5], fd, rtol=2e-2, atol=1e-3)
 
 
+@functools.partial(jax.jit, static_argnames="reverse")
+def _gru_unroll(p, xs, carry, sl, reverse):
+    """Compiled once per shape, shared by the examples below."""
+    return jaxrnn.unroll(jaxrnn.gru_step, p, xs, carry, seq_lengths=sl, reverse=reverse)
+
+
 @settings(max_examples=20, deadline=None)
 @given(
     lengths=st.lists(st.integers(0, 5), min_size=1, max_size=3),
@@ -163,14 +168,15 @@ def test_padding_never_changes_valid_outputs(lengths, pad, reverse, seed):
     """Whatever sits in the padding, valid outputs and final states are unchanged."""
     batch, steps = len(lengths), max(lengths) + pad
     p, _, _ = make("gru")
-    carry = random_carry(p, (batch,), jax.random.key(seed))
-    k1, k2 = jax.random.split(jax.random.key(seed + 1))
-    xs = jax.random.normal(k1, (batch, steps, 3))
-    valid = jnp.arange(steps)[None, :] < jnp.array(lengths)[:, None]
-    garbage = jnp.where(valid[..., None], xs, 100 * jax.random.normal(k2, xs.shape))
-    sl = jnp.array(lengths)
-    a = jaxrnn.unroll(jaxrnn.gru_step, p, xs, carry, seq_lengths=sl, reverse=reverse)
-    b = jaxrnn.unroll(jaxrnn.gru_step, p, garbage, carry, seq_lengths=sl, reverse=reverse)
+    # NumPy data: no eager JAX op (each would compile again for every new shape)
+    rng = np.random.default_rng(seed)
+    carry = rng.standard_normal((batch, 4)).astype(np.float32)
+    xs = rng.standard_normal((batch, steps, 3)).astype(np.float32)
+    valid = np.arange(steps)[None, :] < np.array(lengths)[:, None]
+    garbage = np.where(valid[..., None], xs, 100 * rng.standard_normal(xs.shape)).astype(np.float32)
+    sl = np.array(lengths, np.int32)
+    a = _gru_unroll(p, xs, carry, sl, reverse=reverse)
+    b = _gru_unroll(p, garbage, carry, sl, reverse=reverse)
     np.testing.assert_allclose(a[0], b[0], atol=1e-6)
     np.testing.assert_allclose(a[1], b[1], atol=1e-6)
-    np.testing.assert_array_equal(np.asarray(b[1])[~np.asarray(valid)], 0)
+    np.testing.assert_array_equal(np.asarray(b[1])[~valid], 0)
