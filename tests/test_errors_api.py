@@ -34,6 +34,11 @@ def _loss(p, x, y, key):
     return jnp.mean(p.kernel)
 
 
+def _fit_small(**kwargs):
+    """``fit`` on the small batch ``X`` with two targets and Adam, plus ``kwargs``."""
+    return train.fit(_loss, LP, optax.adam(1e-3), X, np.ones((2, 1)), key=K, **kwargs)
+
+
 def _restore_other_arch(tmp):
     checkpoint.save(tmp / "a.ckpt", LP)
     checkpoint.restore(tmp / "a.ckpt", jaxrnn.init_lstm(K, 3, 5))
@@ -165,15 +170,7 @@ CASES = [
     ),
     (
         "fit-empty-validation",
-        lambda t: train.fit(
-            _loss,
-            LP,
-            optax.adam(1e-3),
-            X,
-            np.ones((2, 1)),
-            key=K,
-            validation_data=(X[:0], np.ones((0, 1))),
-        ),
+        lambda t: _fit_small(validation_data=(X[:0], np.ones((0, 1)))),
         ValueError,
         ["fit", "val_x and val_y hold no examples"],
     ),
@@ -185,15 +182,7 @@ CASES = [
     ),
     (
         "fit-unknown-monitor",
-        lambda t: train.fit(
-            _loss,
-            LP,
-            optax.adam(1e-3),
-            X,
-            np.ones((2, 1)),
-            key=K,
-            early_stopping=train.EarlyStopping("val_acc"),
-        ),
+        lambda t: _fit_small(early_stopping=train.EarlyStopping("val_acc")),
         ValueError,
         ["monitor='val_acc'", "available", "validation_data"],
     ),
