@@ -1,51 +1,46 @@
-"""Suite-wide setup: Keras on JAX, and how the tests are shared out over xdist workers.
+"""Suite-wide setup: Keras on JAX, and the tests marked ``subprocesses``.
 
-pyproject's addopts run the suite on two worker processes (``-n 2 --dist loadgroup
---no-loadscope-reorder``); a unit of work is a group of tests (``xdist_group``) or
-one test. Most of the time goes into XLA compilations, so:
+pyproject's addopts run the suite on two pytest-xdist workers (``-n 2 --dist
+worksteal``): each worker starts with one contiguous half of the collected tests
+(so the tests of a module mostly run in one process and share its compiled
+programs) and, once its own half is done, takes over half of what the other has
+left. (Not ``--dist loadgroup``: with pytest >= 9.2, pytest-xdist 3.8 silently
+stops grouping, pytest-dev/pytest-xdist#1386.)
 
-* the tests that start multi-process or multi-device JAX programs (marked
-  ``xdist_group("subprocesses")`` in their modules) run one after another on one
-  worker, first (the longest unit), so that they never compete with each other
-  for the cores (their timeouts) nor race for a free port;
-* every other test module is one unit: its tests share compiled programs and
-  eager op kernels (the same shapes and options), which a second worker would
-  compile again;
-* except the modules in ``ONE_TEST_AT_A_TIME``, whose tests are big and compile
-  their own programs: those are handed out test by test, which keeps both
-  workers busy to the end.
+Tests marked ``subprocesses`` start multi-process or multi-device JAX programs
+(several busy processes each). They are moved to the front of the collection, so
+that one worker runs them one after another while the other starts on the rest,
+and a lock shared by the workers makes sure two of them never run at once (they
+would compete for the cores against their timeouts, and race for a free port).
 """
 
 import os
 
 import pytest
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover (not POSIX: no lock, the order alone keeps them apart)
+    fcntl = None
+
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-SUBPROCESSES = "subprocesses"
-ONE_TEST_AT_A_TIME = {
-    "tests/test_examples.py",
-    "tests/test_fast.py",
-    "tests/test_padding_nonfinite.py",
-    "tests/test_properties.py",
-    "tests/test_readme.py",
-    "tests/test_train.py",
-}
 
-
-def _group(item):
-    mark = item.get_closest_marker("xdist_group")
-    return None if mark is None else (mark.args[0] if mark.args else mark.kwargs.get("name"))
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        module = item.nodeid.split("::", 1)[0]
-        if (
-            _group(item) is None
-            and module.startswith("tests/")
-            and module not in ONE_TEST_AT_A_TIME
-        ):
-            item.add_marker(pytest.mark.xdist_group(module))
-    items.sort(key=lambda item: _group(item) != SUBPROCESSES)  # stable: the rest keeps its order
+    # a stable sort: the subprocess tests first, everything else keeps its order
+    items.sort(key=lambda item: item.get_closest_marker("subprocesses") is None)
+
+
+@pytest.fixture(autouse=True)
+def _one_subprocess_test_at_a_time(request, tmp_path_factory):
+    if fcntl is None or request.node.get_closest_marker("subprocesses") is None:
+        yield
+        return
+    # the parent of a worker's basetemp is this run's directory, shared by the workers
+    lock = tmp_path_factory.getbasetemp().parent / "subprocesses.lock"
+    with open(lock, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-# multi-process / multi-device programs: one at a time on one xdist worker (pyproject addopts)
-pytestmark = pytest.mark.xdist_group("subprocesses")
+# multi-process / multi-device programs: run first, one at a time (tests/conftest.py)
+pytestmark = pytest.mark.subprocesses
 
 BENCH = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 

@@ -18,8 +18,8 @@ import pytest
 from tests.multiprocess_harness import run_processes
 
 HERE = pathlib.Path(__file__).resolve().parent
-# multi-process / multi-device programs: one at a time on one xdist worker (pyproject addopts)
-pytestmark = pytest.mark.xdist_group("subprocesses")
+# multi-process / multi-device programs: run first, one at a time (tests/conftest.py)
+pytestmark = pytest.mark.subprocesses
 
 WORKER = "tests.multiprocess_worker"  # run as python -m from the repository root
 README = HERE.parent / "README.md"

@@ -141,7 +141,7 @@ FOUR_DEVICES = textwrap.dedent(
 )
 
 
-@pytest.mark.xdist_group("subprocesses")  # a 4-device program: with the other such tests
+@pytest.mark.subprocesses  # a 4-device program: first, one at a time (tests/conftest.py)
 def test_four_devices_equal_one_device():
     env = dict(os.environ)
     env["XLA_FLAGS"] = (
@@ -218,7 +218,7 @@ def _run_devices(script: str, devices: int, timeout: int = 600) -> None:
     assert res.returncode == 0 and res.stdout.strip().endswith("OK"), res.stdout + res.stderr
 
 
-@pytest.mark.xdist_group("subprocesses")
+@pytest.mark.subprocesses
 def test_two_devices_train_step_fit_dropout_and_shard_map():
     script = (pathlib.Path(__file__).parent / "multidevice_two.py").read_text()
     _run_devices(script, 2)
