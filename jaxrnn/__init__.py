@@ -1,4 +1,4 @@
-"""jaxrnn: recurrent neural networks (SimpleRNN, LSTM, GRU) as pure JAX functions.
+"""jaxrnn: recurrent neural networks (SimpleRNN, LSTM, GRU, minGRU, minLSTM) as pure JAX functions.
 
 Cells are pure steps ``(params, carry, x) -> (carry, y)`` over NamedTuple
 parameters in the Keras layout; ``unroll`` drives any step over a sequence with
@@ -16,6 +16,8 @@ Submodules, imported on their own (``import jaxrnn`` needs only JAX):
 from ._cells import simple_rnn as _simple_rnn  # noqa: F401
 from ._cells import lstm as _lstm  # noqa: F401
 from ._cells import gru as _gru  # noqa: F401
+from ._cells import min_gru as _min_gru  # noqa: F401
+from ._cells import min_lstm as _min_lstm  # noqa: F401
 
 # isort: on
 from ._cells.activations import ACTIVATIONS as ACTIVATIONS
@@ -26,6 +28,12 @@ from ._cells.lstm import LSTMParams as LSTMParams
 from ._cells.lstm import LSTMState as LSTMState
 from ._cells.lstm import init_lstm as init_lstm
 from ._cells.lstm import lstm_step as lstm_step
+from ._cells.min_gru import MinGRUParams as MinGRUParams
+from ._cells.min_gru import init_min_gru as init_min_gru
+from ._cells.min_gru import min_gru_step as min_gru_step
+from ._cells.min_lstm import MinLSTMParams as MinLSTMParams
+from ._cells.min_lstm import init_min_lstm as init_min_lstm
+from ._cells.min_lstm import min_lstm_step as min_lstm_step
 from ._cells.orthogonal import orthogonal as orthogonal
 from ._cells.simple_rnn import RNNParams as RNNParams
 from ._cells.simple_rnn import init_rnn as init_rnn
@@ -38,6 +46,8 @@ from ._dropout import DropoutMasks as DropoutMasks
 from ._dropout import make_dropout_masks as make_dropout_masks
 from ._layers import gru as gru
 from ._layers import lstm as lstm
+from ._layers import min_gru as min_gru
+from ._layers import min_lstm as min_lstm
 from ._layers import simple_rnn as simple_rnn
 from ._unroll import unroll as unroll
 
@@ -50,6 +60,8 @@ __all__ = [
     "GRUParams",
     "LSTMParams",
     "LSTMState",
+    "MinGRUParams",
+    "MinLSTMParams",
     "RNNParams",
     "bidirectional",
     "gru",
@@ -59,6 +71,12 @@ __all__ = [
     "init_rnn",
     "lstm",
     "lstm_step",
+    "min_gru",
+    "min_gru_step",
+    "min_lstm",
+    "min_lstm_step",
+    "init_min_gru",
+    "init_min_lstm",
     "make_dropout_masks",
     "orthogonal",
     "rnn_step",

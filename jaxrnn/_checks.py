@@ -82,7 +82,9 @@ def lookup(
 
 
 def _is_cell_params(p: Any) -> bool:
-    return hasattr(p, "_fields") and "kernel" in p._fields and "recurrent_kernel" in p._fields
+    return hasattr(p, "_fields") and (
+        spec_of(p) is not None or {"kernel", "recurrent_kernel"} <= set(p._fields)
+    )
 
 
 def check_params_type(params: Any, params_type: type, where: str) -> None:
@@ -155,17 +157,29 @@ def check_params_type(params: Any, params_type: type, where: str) -> None:
 def check_params(params: Any, params_type: type, where: str) -> tuple[int, int]:
     """Validate a cell's parameters of type ``params_type``; return ``(input_size, hidden_size)``."""
     check_params_type(params, params_type, where)
-    num_gates = spec_of_type(params_type).gates
+    spec = spec_of_type(params_type)
+    num_gates = spec.gates
     name = type(params).__name__
-    kernel, recurrent = params.kernel, params.recurrent_kernel
-    if np.ndim(kernel) != 2 or np.ndim(recurrent) != 2:
+    kernel = params.kernel
+    matrices = {"kernel": kernel}
+    if spec.recurrent:
+        matrices["recurrent_kernel"] = params.recurrent_kernel
+    if any(np.ndim(m) != 2 for m in matrices.values()):
+        got = " and ".join(f"{f}.shape={shape_of(m)}" for f, m in matrices.items())
+        layout = f"kernel (input_size, {num_gates}*hidden_size)"
+        if spec.recurrent:
+            layout += f", recurrent_kernel (hidden_size, {num_gates}*hidden_size)"
         raise ValueError(
-            f"{where}: params.kernel and params.recurrent_kernel must be 2-D, got "
-            f"kernel.shape={shape_of(kernel)} and recurrent_kernel.shape={shape_of(recurrent)}. "
-            f"{name} uses the Keras layout: kernel (input_size, {num_gates}*hidden_size), "
-            f"recurrent_kernel (hidden_size, {num_gates}*hidden_size)."
+            f"{where}: params.{' and params.'.join(matrices)} must be 2-D, got {got}. "
+            f"{name} uses the Keras layout: {layout}."
         )
-    hidden = shape_of(recurrent)[0]
+    if spec.recurrent:
+        recurrent = params.recurrent_kernel
+        hidden = shape_of(recurrent)[0]
+        source = f"recurrent_kernel.shape={shape_of(recurrent)}"
+    else:
+        hidden = shape_of(kernel)[1] // num_gates
+        source = f"kernel.shape={shape_of(kernel)}"
     gh = num_gates * hidden
     expected = {"kernel": (shape_of(kernel)[0], gh), "recurrent_kernel": (hidden, gh)}
     for field, value in params._asdict().items():
@@ -175,7 +189,7 @@ def check_params(params: Any, params_type: type, where: str) -> tuple[int, int]:
         if shape_of(value) != want:
             raise ValueError(
                 f"{where}: params.{field}.shape={shape_of(value)}, expected {want} for "
-                f"hidden_size={hidden} (recurrent_kernel.shape={shape_of(recurrent)}, "
+                f"hidden_size={hidden} ({source}, "
                 f"{num_gates} gate(s)). Were the weights transposed or taken from another "
                 "cell type? The interop helpers convert PyTorch/Keras layouts."
             )

@@ -115,23 +115,34 @@ MODULE_OPTIONS: tuple[Option, ...] = (
     ),
     _layer_option("time_major"),
     Option("dtype", jnp.float32, "the parameters' dtype (inputs are cast to it).", _check_dtype),
-    *(_layer_option(n) for n in ("impl", "remat", "matmul_dtype")),
+    *(_layer_option(n) for n in ("impl", "remat", "matmul_dtype", "method")),
 )
 
 # What the functional layer takes from a module's configuration (with the cell's options).
-PASSED = ("unroll", "dropout", "recurrent_dropout", "impl", "remat", "matmul_dtype")
+PASSED = ("unroll", "dropout", "recurrent_dropout", "impl", "remat", "matmul_dtype", "method")
+# Options of a recurrent kernel, which the min cells do not have.
+RECURRENT_ONLY = ("recurrent_initializer", "recurrent_dropout")
 
 
 def module_options(spec: CellSpec) -> tuple[Option, ...]:
     """A layer module's keyword options in constructor order: the cell's step and
-    initialiser options, then ``MODULE_OPTIONS``."""
+    initialiser options, then ``MODULE_OPTIONS`` (without ``RECURRENT_ONLY`` for a
+    cell without recurrent kernel)."""
     names = dict.fromkeys(spec.options + spec.init_options)
-    return tuple(CELL_OPTIONS[n] for n in names) + MODULE_OPTIONS
+    common = tuple(o for o in MODULE_OPTIONS if spec.recurrent or o.name not in RECURRENT_ONLY)
+    return tuple(CELL_OPTIONS[n] for n in names) + common
 
 
 def check_config(spec: CellSpec, cfg: dict, where: str) -> None:
     """Validate a layer's constructor arguments (early, with the argument's name)."""
     positive_int(cfg["units"], where, "units")
+    for option in MODULE_OPTIONS:
+        if option.name in RECURRENT_ONLY and not spec.recurrent and option.name in cfg:
+            if cfg[option.name] is not option.default and cfg[option.name] != option.default:
+                raise ValueError(
+                    f"{where}: {option.name}={cfg[option.name]!r} does not apply: the "
+                    f"{spec.keras} cell has no recurrent kernel (its gates read the input only)."
+                )
     for option in module_options(spec):
         if option.name in cfg:
             option.validate(cfg[option.name], where)
@@ -151,11 +162,17 @@ def init_cell(spec: CellSpec, key: jax.Array, in_features: int, cfg: dict, where
         dtype=cfg["dtype"],
         use_bias=cfg["use_bias"],
         kernel_init=get_initializer(cfg["kernel_initializer"], where, "kernel_initializer"),
-        recurrent_init=get_initializer(
-            cfg["recurrent_initializer"], where, "recurrent_initializer"
-        ),
         bias_init=get_initializer(cfg["bias_initializer"], where, "bias_initializer"),
         **{name: cfg[name] for name in spec.init_options},
+        **(
+            {
+                "recurrent_init": get_initializer(
+                    cfg["recurrent_initializer"], where, "recurrent_initializer"
+                )
+            }
+            if spec.recurrent
+            else {}
+        ),
     )
 
 
@@ -170,7 +187,7 @@ def param_fields(spec: CellSpec, in_features: int, cfg: dict, where: str) -> tup
 
 def bind_layer(spec: CellSpec, cfg: dict, *, with_direction: bool = True) -> Callable:
     """The functional layer with the module's configuration bound."""
-    kwargs = {a: cfg[a] for a in spec.options + PASSED}
+    kwargs = {a: cfg[a] for a in spec.options + PASSED if a in cfg}
     if with_direction:
         kwargs["go_backwards"] = cfg["go_backwards"]
     return functools.partial(layer_for(spec), **kwargs)

@@ -25,7 +25,7 @@ from ._checks import (
     shape_of,
     under_forward_mode,
 )
-from ._dropout import dropout_key, make_dropout_masks
+from ._dropout import dropout_key, is_on, make_dropout_masks
 from ._fused import dispatch
 from ._fused.common import LoopOptions
 from ._options import LAYER_OPTIONS, layer_options
@@ -133,6 +133,12 @@ def run_layer(
     )
     cell_options = {name: opts[name] for name in spec.options}
     impl = opts["impl"]
+    if not spec.recurrent and is_on(opts["recurrent_dropout"]):
+        raise ValueError(
+            f"{where}: recurrent_dropout={opts['recurrent_dropout']!r}, but the {spec.keras} cell "
+            "has no recurrent kernel to drop from (its gates read the input only). Use "
+            "dropout (on the inputs) instead."
+        )
     reason = dispatch.unsupported(
         spec, cell_options, masks.input, masks.recurrent, opts["remat"], where
     )
@@ -150,6 +156,7 @@ def run_layer(
             f"{where}: matmul_dtype={opts['matmul_dtype']!r} needs the fused path, which cannot "
             f"run {why}. Drop matmul_dtype, or the option that forces the generic scan."
         )
+    opts["method"] = _method(spec, opts["method"], impl, reason, where)
     if autodiff_min_batch is None:
         autodiff_min_batch = dispatch.default_autodiff_min_batch()
     plan = _Plan(
@@ -160,6 +167,34 @@ def run_layer(
         **{o.name: opts[o.name] for o in LAYER_OPTIONS if o.static},
     )
     return _run(plan, params, x, initial_state, valid, masks)
+
+
+def _method(spec: CellSpec, method: str | None, impl: str, reason: str | None, where: str) -> str:
+    """The time algorithm a layer call runs.
+
+    None is the cell's default (``spec.methods[0]``), or ``'sequential'`` when
+    ``impl`` asks for a particular step-by-step scan or the options need the
+    generic scan (``reason``: the parallel methods run on the fused projection).
+    """
+    if method is None:
+        return spec.methods[0] if impl == "auto" and reason is None else "sequential"
+    if method not in spec.methods:
+        offered = ", ".join(map(repr, spec.methods))
+        raise ValueError(
+            f"{where}: method={method!r} is not offered by the {spec.keras} cell; use one of "
+            f"{offered} (or None for the default, {spec.methods[0]!r})."
+        )
+    if method != "sequential" and impl != "auto":
+        raise ValueError(
+            f"{where}: impl={impl!r} chooses between the fused and the generic step-by-step "
+            f"scan, so it applies to method='sequential' only; with method={method!r} leave "
+            "impl='auto'."
+        )
+    if method != "sequential" and reason is not None:
+        raise ValueError(
+            f"{where}: method={method!r} cannot run {reason}; use method='sequential'."
+        )
+    return method
 
 
 # The static (hashable) choices of one layer call: the spec, its cell options, the
@@ -192,7 +227,7 @@ def _run(plan: _Plan, params, x, initial_state, valid, masks):
     params, x, initial_state, valid, masks = match_varying(everything, everything)
     if plan.fused:
         loop = LoopOptions(
-            plan.go_backwards, plan.unroll, plan.matmul_dtype, plan.autodiff_min_batch
+            plan.go_backwards, plan.unroll, plan.matmul_dtype, plan.autodiff_min_batch, plan.method
         )
         segment = functools.partial(
             dispatch.segment, plan.spec, cell_options, params, input_mask=masks.input, opts=loop
@@ -252,7 +287,7 @@ def simple_rnn(
     params, x, *, activation="tanh",
     initial_state=None, return_sequences=False, return_state=False, go_backwards=False,
     seq_lengths=None, mask=None, time_major=False, unroll=1, dropout=0.0, recurrent_dropout=0.0,
-    key=None, training=None, impl="auto", remat=None, matmul_dtype=None,
+    key=None, training=None, impl="auto", remat=None, matmul_dtype=None, method=None,
 ):  # fmt: skip
     """Run a simple (Elman) RNN over a batch of sequences, as ``keras.layers.SimpleRNN``::
 
@@ -269,7 +304,7 @@ def simple_rnn(
     The other keywords are the layers' common options, each documented in
     ``help(jaxrnn.lstm)``: initial_state, return_sequences, return_state,
     go_backwards, seq_lengths, mask, time_major, unroll, dropout,
-    recurrent_dropout, key, training, impl, remat, matmul_dtype.
+    recurrent_dropout, key, training, impl, remat, matmul_dtype, method.
 
     Returns:
         The last output ``(B, H)`` or, with ``return_sequences``, all outputs
@@ -290,7 +325,7 @@ def lstm(
     params, x, *, activation="tanh", recurrent_activation="sigmoid",
     initial_state=None, return_sequences=False, return_state=False, go_backwards=False,
     seq_lengths=None, mask=None, time_major=False, unroll=1, dropout=0.0, recurrent_dropout=0.0,
-    key=None, training=None, impl="auto", remat=None, matmul_dtype=None,
+    key=None, training=None, impl="auto", remat=None, matmul_dtype=None, method=None,
 ):  # fmt: skip
     """Run an LSTM over a batch of sequences, as ``keras.layers.LSTM``::
 
@@ -339,6 +374,11 @@ def lstm(
         matmul_dtype: mixed precision, e.g. ``jnp.bfloat16``: matmul inputs in this dtype.
             Accumulation, gates, carry and cell state stay in the parameters'
             dtype (fused path only).
+        method: the time algorithm: None (the cell's default), ``'sequential'``, or one its cell offers.
+            ``'sequential'`` (the default here) runs the steps one after another
+            (``impl`` then picks the fused or the generic scan). The min cells
+            (``jaxrnn.min_gru``, ``jaxrnn.min_lstm``) also offer ``'associative'``
+            and ``'chunked'`` (see the README's "Parallel in time").
 
     Returns:
         The last output ``(B, H)`` (the final ``h``: for a zero-length sequence,
@@ -364,7 +404,7 @@ def gru(
     params, x, *, activation="tanh", recurrent_activation="sigmoid", reset_after=True,
     initial_state=None, return_sequences=False, return_state=False, go_backwards=False,
     seq_lengths=None, mask=None, time_major=False, unroll=1, dropout=0.0, recurrent_dropout=0.0,
-    key=None, training=None, impl="auto", remat=None, matmul_dtype=None,
+    key=None, training=None, impl="auto", remat=None, matmul_dtype=None, method=None,
 ):  # fmt: skip
     """Run a GRU over a batch of sequences, as ``keras.layers.GRU``::
 
@@ -385,7 +425,7 @@ def gru(
     The other keywords are the layers' common options, each documented in
     ``help(jaxrnn.lstm)``: initial_state, return_sequences, return_state,
     go_backwards, seq_lengths, mask, time_major, unroll, dropout,
-    recurrent_dropout, key, training, impl, remat, matmul_dtype.
+    recurrent_dropout, key, training, impl, remat, matmul_dtype, method.
 
     Returns:
         The last output ``(B, H)`` or all outputs ``(B, T, H)``; with
@@ -399,3 +439,94 @@ def gru(
         ((2, 4), True)
     """
     return run_layer(spec_named("gru"), **locals())
+
+
+@_layer("min_gru")
+def min_gru(
+    params, x, *,
+    initial_state=None, return_sequences=False, return_state=False, go_backwards=False,
+    seq_lengths=None, mask=None, time_major=False, unroll=1, dropout=0.0, recurrent_dropout=0.0,
+    key=None, training=None, impl="auto", remat=None, matmul_dtype=None, method=None,
+):  # fmt: skip
+    """Run a minGRU (Feng et al. 2024) over a batch of sequences::
+
+        z = σ(x W_z + b_z)     h̃ = x W_h + b_h
+        h_t = (1 − z) ⊙ h_{t-1} + z ⊙ h̃         (see ``jaxrnn.min_gru_step``)
+
+    The gates read the input only, so the recurrence ``h_t = a_t ⊙ h_{t-1} + b_t``
+    is linear in the state and the whole sequence can be evaluated in parallel
+    over time. ``x`` is ``(batch, time, features)`` (``(time, batch, features)``
+    with ``time_major``); the carry is the hidden state ``h`` ``(B, H)``.
+
+    Args:
+        params: ``MinGRUParams``, e.g. from ``jaxrnn.init_min_gru``.
+        x: the input sequences, floating point.
+        method: ``'sequential'`` (default: the fastest measured on CPU; ``impl``
+            picks the fused loop or the generic scan of the step), ``'associative'``
+            (``lax.associative_scan``, O(log T) depth) or ``'chunked'`` (√T chunks,
+            about 2√T sequential steps). All compute the same values; the
+            README's "Parallel in time" compares them.
+
+    The other keywords are the layers' common options, each documented in
+    ``help(jaxrnn.lstm)``: initial_state, return_sequences, return_state,
+    go_backwards, seq_lengths, mask, time_major, unroll, dropout,
+    recurrent_dropout, key, training, impl, remat, matmul_dtype, method (above).
+    The cell has no recurrent kernel, so ``recurrent_dropout`` must stay 0.
+
+    Returns:
+        The last output ``(B, H)`` or all outputs ``(B, T, H)``; with
+        ``return_state``, ``(output, final_h)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxrnn
+        >>> p = jaxrnn.init_min_gru(jax.random.key(0), 3, 4)
+        >>> x = jnp.ones((2, 100, 3))
+        >>> a = jaxrnn.min_gru(p, x, method="associative")
+        >>> b = jaxrnn.min_gru(p, x, method="sequential")
+        >>> a.shape, bool(jnp.allclose(a, b, atol=1e-6))
+        ((2, 4), True)
+    """
+    return run_layer(spec_named("min_gru"), **locals())
+
+
+@_layer("min_lstm")
+def min_lstm(
+    params, x, *,
+    initial_state=None, return_sequences=False, return_state=False, go_backwards=False,
+    seq_lengths=None, mask=None, time_major=False, unroll=1, dropout=0.0, recurrent_dropout=0.0,
+    key=None, training=None, impl="auto", remat=None, matmul_dtype=None, method=None,
+):  # fmt: skip
+    """Run a minLSTM (Feng et al. 2024) over a batch of sequences::
+
+        f = σ(x W_f + b_f)   i = σ(x W_i + b_i)   h̃ = x W_h + b_h
+        f' = f / (f + i)     i' = i / (f + i)
+        h_t = f' ⊙ h_{t-1} + i' ⊙ h̃               (see ``jaxrnn.min_lstm_step``)
+
+    Linear in the state like ``jaxrnn.min_gru``, and with the same ``method``
+    choices; the carry is ``h`` ``(B, H)`` alone (there is no cell state).
+
+    Args:
+        params: ``MinLSTMParams``, e.g. from ``jaxrnn.init_min_lstm``.
+        x: the input sequences, floating point.
+        method: ``'sequential'`` (default), ``'associative'`` or ``'chunked'``, as
+            for ``jaxrnn.min_gru``.
+
+    The other keywords are the layers' common options, each documented in
+    ``help(jaxrnn.lstm)``: initial_state, return_sequences, return_state,
+    go_backwards, seq_lengths, mask, time_major, unroll, dropout,
+    recurrent_dropout, key, training, impl, remat, matmul_dtype, method (above).
+    The cell has no recurrent kernel, so ``recurrent_dropout`` must stay 0.
+
+    Returns:
+        The last output ``(B, H)`` or all outputs ``(B, T, H)``; with
+        ``return_state``, ``(output, final_h)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxrnn
+        >>> p = jaxrnn.init_min_lstm(jax.random.key(0), 3, 4)
+        >>> ys, h = jaxrnn.min_lstm(p, jnp.ones((2, 5, 3)), return_sequences=True,
+        ...                         return_state=True, seq_lengths=jnp.array([5, 2]))
+        >>> ys.shape, bool((ys[1, 2:] == 0).all()), bool((h[1] == ys[1, 1]).all())
+        ((2, 5, 4), True, True)
+    """
+    return run_layer(spec_named("min_lstm"), **locals())

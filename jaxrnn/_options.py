@@ -26,6 +26,8 @@ from ._remat import check_remat
 from ._unroll import check_unroll
 
 IMPLS = ("auto", "fast", "scan")
+# every time algorithm; each cell accepts those in its ``CellSpec.methods``
+METHODS = ("sequential", "associative", "chunked")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +54,14 @@ def check_impl(impl: Any, where: str, name: str = "impl") -> None:
         raise ValueError(
             f"{where}: unknown {name}={impl!r}; use 'auto' (fused path when the options "
             "allow, else the generic scan), 'fast' or 'scan'."
+        )
+
+
+def check_method(method: Any, where: str, name: str = "method") -> None:
+    if method is not None and method not in METHODS:
+        raise ValueError(
+            f"{where}: unknown {name}={method!r}; use None (the cell's default) or one of "
+            f"{', '.join(map(repr, METHODS))}."
         )
 
 
@@ -177,6 +187,13 @@ LAYER_OPTIONS: tuple[Option, ...] = (
         None,
         "mixed precision, e.g. ``jnp.bfloat16``: matmul inputs in this dtype.",
         check_matmul_dtype,
+        static=True,
+    ),
+    Option(
+        "method",
+        None,
+        "the time algorithm: None (the cell's default), ``'sequential'``, or one its cell offers.",
+        check_method,
         static=True,
     ),
 )

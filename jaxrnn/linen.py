@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._cells.spec import CellSpec, param_type_names, spec_named, spec_of, spec_with
+from ._cells.spec import CellSpec, param_type_names, spec_named, spec_of, spec_of_type, spec_with
 from ._compose import BidirectionalParams
 from ._flax_common import (
     BidirectionalBase,
@@ -54,6 +54,8 @@ __all__ = [
     "GRU",
     "LSTM",
     "Bidirectional",
+    "MinGRU",
+    "MinLSTM",
     "SimpleRNN",
     "Stacked",
     "from_params",
@@ -62,7 +64,7 @@ __all__ = [
 ]
 
 
-def to_params(tree: Mapping) -> Any:
+def to_params(tree: Mapping, *, params_type: type | None = None) -> Any:
     """Convert Linen parameters to the functional NamedTuples.
 
     ``tree`` is the variables dict (``{'params': ...}``) or its ``'params'``
@@ -70,6 +72,8 @@ def to_params(tree: Mapping) -> Any:
     read from the shapes: ``recurrent_kernel`` is ``(H, G·H)`` with G = 1, 4, 3),
     a ``Bidirectional`` (-> ``BidirectionalParams``) or a ``Stacked`` (-> a list).
     Learnable initial states (``h0``, ``c0``) are not cell parameters and are left out.
+    A cell without recurrent kernel (``MinGRU``, ``MinLSTM``) cannot be told from
+    its shapes: pass its type, ``params_type=jaxrnn.MinGRUParams``.
 
     Example:
         >>> import jax, jax.numpy as jnp, jaxrnn, jaxrnn.linen
@@ -86,9 +90,24 @@ def to_params(tree: Mapping) -> Any:
         raise TypeError(f"to_params: expected a dict of parameters, got {type(tree).__name__}.")
     if "params" in tree and isinstance(tree["params"], Mapping):
         tree = tree["params"]
+    if params_type is not None and "kernel" in tree:
+        spec = spec_of_type(params_type)
+        if spec is None:
+            raise TypeError(
+                f"to_params: params_type must be {param_type_names()}, got {params_type!r}."
+            )
+        return spec.params_type(**{f: tree.get(f) for f in spec.params_type._fields})
     if "kernel" in tree:
+        if "recurrent_kernel" not in tree:
+            raise ValueError(
+                "to_params: these parameters have a kernel but no recurrent_kernel (a "
+                "MinGRU or MinLSTM), whose type the shapes cannot tell: pass "
+                "params_type=jaxrnn.MinGRUParams or params_type=jaxrnn.MinLSTMParams."
+            )
         hidden, gh = np.shape(tree["recurrent_kernel"])
-        spec = spec_with(gates=gh // hidden) if hidden and gh % hidden == 0 else None
+        spec = (
+            spec_with(gates=gh // hidden, recurrent=True) if hidden and gh % hidden == 0 else None
+        )
         if spec is None:
             raise ValueError(
                 f"to_params: recurrent_kernel.shape={(hidden, gh)} is not (H, G·H) with "
@@ -97,11 +116,12 @@ def to_params(tree: Mapping) -> Any:
         return spec.params_type(**{f: tree.get(f) for f in spec.params_type._fields})
     if "forward_layer" in tree:
         return BidirectionalParams(
-            to_params(tree["forward_layer"]), to_params(tree["backward_layer"])
+            to_params(tree["forward_layer"], params_type=params_type),
+            to_params(tree["backward_layer"], params_type=params_type),
         )
     if "layers_0" in tree:
         n = sum(1 for k in tree if k.startswith("layers_"))
-        return [to_params(tree[f"layers_{k}"]) for k in range(n)]
+        return [to_params(tree[f"layers_{k}"], params_type=params_type) for k in range(n)]
     raise ValueError(
         f"to_params: no layer parameters found (keys {sorted(tree)}); pass the variables "
         "or params of a jaxrnn.linen module."
@@ -233,6 +253,7 @@ class _Layer(_Recurrent):
     impl: str = "auto"
     remat: str | None = None
     matmul_dtype: Any = None
+    method: str | None = None
 
     spec: ClassVar[CellSpec]
 
@@ -370,7 +391,7 @@ class LSTM(_Layer):
         unit_forget_bias: forget-gate bias initialised to one (Keras).
         use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
             return_sequences, return_state, go_backwards, unroll, time_major, impl,
-            remat, matmul_dtype, dtype: as ``jaxrnn.nnx.LSTM``'s arguments (every
+            remat, matmul_dtype, method, dtype: as ``jaxrnn.nnx.LSTM``'s arguments (every
             layer here has these fields).
         dropout, recurrent_dropout: Keras' variational dropout rates; active when
             ``deterministic`` is False, with the ``'dropout'`` rng.
@@ -438,6 +459,64 @@ class GRU(_Layer):
     reset_after: bool = True
 
     spec: ClassVar[CellSpec] = spec_named("gru")
+
+
+class MinGRU(_Layer):
+    """A minGRU layer (Feng et al. 2024) as a Linen module (Keras has none)::
+
+        z = σ(x W_z + b_z)   h̃ = x W_h + b_h   h_t = (1 − z) ⊙ h_{t-1} + z ⊙ h̃
+
+    (see ``jaxrnn.min_gru``). Linear in the state, so ``method='associative'`` or
+    ``'chunked'`` evaluates it in parallel over time.
+
+    Attributes:
+        units: the hidden size ``H`` (the input size is read from ``x`` at init).
+
+    The other fields are every layer's, documented in ``help(jaxrnn.linen.LSTM)``;
+    ``recurrent_initializer`` and ``recurrent_dropout`` must keep their defaults
+    (there is no recurrent kernel). Parameters (``'params'``): ``kernel`` ``(F, 2H)``,
+    ``bias`` ``(2H,)``; ``to_params(v, params_type=jaxrnn.MinGRUParams)`` gives
+    ``jaxrnn.MinGRUParams``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxrnn, jaxrnn.linen
+        >>> layer = jaxrnn.linen.MinGRU(4)
+        >>> x = jnp.ones((2, 5, 3))
+        >>> v = layer.init(jax.random.key(0), x)
+        >>> p = jaxrnn.linen.to_params(v, params_type=jaxrnn.MinGRUParams)
+        >>> bool(jnp.allclose(layer.apply(v, x), jaxrnn.min_gru(p, x)))
+        True
+    """
+
+    spec: ClassVar[CellSpec] = spec_named("min_gru")
+
+
+class MinLSTM(_Layer):
+    """A minLSTM layer (Feng et al. 2024) as a Linen module (Keras has none)::
+
+        f, i = σ(x W + b)_{f,i}   h̃ = x W_h + b_h
+        h_t = f/(f+i) ⊙ h_{t-1} + i/(f+i) ⊙ h̃
+
+    (see ``jaxrnn.min_lstm``); the state is ``h`` alone.
+
+    Attributes:
+        units: the hidden size ``H``.
+
+    The other fields are those of ``jaxrnn.linen.MinGRU``. Parameters:
+    ``kernel`` ``(F, 3H)``, ``bias`` ``(3H,)``; ``to_params(v,
+    params_type=jaxrnn.MinLSTMParams)`` gives ``jaxrnn.MinLSTMParams``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxrnn, jaxrnn.linen
+        >>> layer = jaxrnn.linen.MinLSTM(4, method="associative")
+        >>> x = jnp.ones((2, 5, 3))
+        >>> v = layer.init(jax.random.key(0), x)
+        >>> p = jaxrnn.linen.to_params(v, params_type=jaxrnn.MinLSTMParams)
+        >>> bool(jnp.allclose(layer.apply(v, x), jaxrnn.min_lstm(p, x)))
+        True
+    """
+
+    spec: ClassVar[CellSpec] = spec_named("min_lstm")
 
 
 class Bidirectional(BidirectionalBase, _Recurrent):

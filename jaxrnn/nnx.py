@@ -54,7 +54,17 @@ from ._flax_common import (
     start_state,
 )
 
-__all__ = ["GRU", "INITIALIZERS", "LSTM", "Bidirectional", "RecurrentState", "SimpleRNN", "Stacked"]
+__all__ = [
+    "GRU",
+    "INITIALIZERS",
+    "LSTM",
+    "Bidirectional",
+    "MinGRU",
+    "MinLSTM",
+    "RecurrentState",
+    "SimpleRNN",
+    "Stacked",
+]
 
 
 class RecurrentState(nnx.Variable):
@@ -257,7 +267,7 @@ class _Layer(_Recurrent):
         return bind_layer(self.spec, self.get_config(), with_direction=with_direction)
 
     def _has_dropout(self) -> bool:
-        return self.dropout > 0 or self.recurrent_dropout > 0
+        return self.dropout > 0 or getattr(self, "recurrent_dropout", 0.0) > 0
 
     def _streams(self) -> list:
         return [self.rngs]
@@ -353,7 +363,7 @@ class LSTM(_Layer, kind="lstm"):
         bias_initializer: Keras name or ``jax.nn.initializers`` callable.
             Names: ``'glorot_uniform'``, ``'orthogonal'``, ``'zeros'``, ... (``INITIALIZERS``).
         return_sequences, return_state, go_backwards, unroll, time_major, impl,
-            remat, matmul_dtype: passed to the functional layer (``help(jaxrnn.lstm)``).
+            remat, matmul_dtype, method: passed to the functional layer (``help(jaxrnn.lstm)``).
         dropout, recurrent_dropout: Keras' variational dropout rates, applied
             unless ``deterministic``.
         deterministic: the call's default: True switches dropout off.
@@ -407,6 +417,56 @@ class GRU(_Layer, kind="gru"):
         >>> layer = jaxrnn.nnx.GRU(3, 4, rngs=nnx.Rngs(0), go_backwards=True)
         >>> x = jnp.ones((2, 5, 3))
         >>> bool(jnp.allclose(layer(x), jaxrnn.gru(layer.params, x, go_backwards=True)))
+        True
+    """
+
+
+class MinGRU(_Layer, kind="min_gru"):
+    """A minGRU layer (Feng et al. 2024) as an NNX module (Keras has none)::
+
+        z = σ(x W_z + b_z)   h̃ = x W_h + b_h   h_t = (1 − z) ⊙ h_{t-1} + z ⊙ h̃
+
+    (see ``jaxrnn.min_gru``). Linear in the state, so ``method='associative'`` or
+    ``'chunked'`` evaluates it in parallel over time.
+
+    Args:
+        in_features, units, rngs: as ``jaxrnn.nnx.LSTM``.
+
+    Every other keyword is the modules' common option, documented in
+    ``help(jaxrnn.nnx.LSTM)``, except ``recurrent_initializer`` and
+    ``recurrent_dropout``: there is no recurrent kernel. The parameters are
+    ``kernel`` ``(F, 2H)`` and ``bias`` ``(2H,)``; ``params`` gives ``jaxrnn.MinGRUParams``.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxrnn, jaxrnn.nnx
+        >>> from flax import nnx
+        >>> layer = jaxrnn.nnx.MinGRU(3, 4, rngs=nnx.Rngs(0), return_sequences=True)
+        >>> x = jnp.ones((2, 5, 3))
+        >>> bool(jnp.allclose(layer(x), jaxrnn.min_gru(layer.params, x, return_sequences=True)))
+        True
+    """
+
+
+class MinLSTM(_Layer, kind="min_lstm"):
+    """A minLSTM layer (Feng et al. 2024) as an NNX module (Keras has none)::
+
+        f, i = σ(x W + b)_{f,i}   h̃ = x W_h + b_h
+        h_t = f/(f+i) ⊙ h_{t-1} + i/(f+i) ⊙ h̃
+
+    (see ``jaxrnn.min_lstm``); the state is ``h`` alone.
+
+    Args:
+        in_features, units, rngs: as ``jaxrnn.nnx.LSTM``.
+
+    The other keywords are those of ``jaxrnn.nnx.MinGRU``. The parameters are
+    ``kernel`` ``(F, 3H)`` and ``bias`` ``(3H,)``; ``params`` gives ``jaxrnn.MinLSTMParams``.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxrnn, jaxrnn.nnx
+        >>> from flax import nnx
+        >>> layer = jaxrnn.nnx.MinLSTM(3, 4, rngs=nnx.Rngs(0))
+        >>> x = jnp.ones((2, 5, 3))
+        >>> bool(jnp.allclose(layer(x), jaxrnn.min_lstm(layer.params, x)))
         True
     """
 

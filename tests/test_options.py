@@ -154,6 +154,7 @@ BAD = {
     "impl": ("fastest", ValueError),
     "remat": ("all", ValueError),
     "matmul_dtype": (jnp.int8, TypeError),
+    "method": ("parallel", ValueError),
 }
 
 CHECKED = [
@@ -510,13 +511,19 @@ def test_nnx_constructor_signature_is_the_declared_options(spec):
 
 @pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
 def test_linen_fields_are_the_declared_options(spec):
-    from jaxrnn._flax_common import module_options
+    from jaxrnn._flax_common import RECURRENT_ONLY, module_options
 
     cls = dict((s.kind, c) for s, c in _module_classes("linen"))[spec.kind]
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("parent", "name")}
     # Linen reads the batch size from x; deterministic is None (required with dropout)
     options = {o.name: o for o in module_options(spec) if o.name != "batch_size"}
-    assert set(fields) == {"units"} | set(options)
+    # a cell without recurrent kernel inherits the recurrent fields, and refuses them set
+    inherited = set() if spec.recurrent else set(RECURRENT_ONLY)
+    assert set(fields) == {"units"} | set(options) | inherited
+    for name in inherited:
+        layer = cls(2, **{name: "zeros" if name.endswith("initializer") else 0.5})
+        with pytest.raises(ValueError, match=f"{name}=.*no recurrent kernel"):
+            layer.init(jax.random.key(0), jnp.ones((1, 2, 3)))
     for name, option in options.items():
         expected = None if name == "deterministic" else option.default
         assert fields[name].default == expected, name

@@ -1,7 +1,7 @@
 """The cells: parameter NamedTuples, steps, initialisers and the registry.
 
-``spec.py`` is the registry (``CellSpec``); ``simple_rnn.py``, ``lstm.py`` and
-``gru.py`` each hold one cell and register it; ``activations.py``,
+``spec.py`` is the registry (``CellSpec``); ``simple_rnn.py``, ``lstm.py``,
+``gru.py``, ``min_gru.py`` and ``min_lstm.py`` each hold one cell and register it; ``activations.py``,
 ``init.py`` and ``orthogonal.py`` are what the cells are built from;
 ``state.py`` makes zero carries from any registered cell's parameters.
 

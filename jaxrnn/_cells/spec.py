@@ -35,7 +35,9 @@ class CellSpec:
     kind: str  # short name used by the converters and modules: "rnn", "lstm", "gru"
     layer: str  # the layer function's name in jaxrnn: "simple_rnn", "lstm", "gru"
     keras: str  # the Keras layer class (and jaxrnn.nnx / jaxrnn.linen class): "LSTM"
-    torch: str | None  # the torch.nn module, e.g. "LSTM" (None: PyTorch has none)
+    # the torch.nn module, e.g. "LSTM"; None: no peer library (Keras, PyTorch, Flax,
+    # Haiku) has the cell, and the converters refuse it (the min cells)
+    torch: str | None
     step: Callable  # (params, carry, x, **options) -> (carry, y)
     init: Callable  # (key, input_size, hidden_size, *, dtype, use_bias, ...) -> params
     params_type: type  # the parameter NamedTuple
@@ -45,6 +47,26 @@ class CellSpec:
     options: tuple[str, ...]  # the step's keyword options a layer forwards, e.g. activation
     init_options: tuple[str, ...] = ()  # initialiser keywords beyond the common ones
     fused: str | None = None  # module of its fused recurrence (imported on first use)
+    # time algorithms the layer runs (``method=``), its default first (see jaxrnn._time)
+    methods: tuple[str, ...] = ("sequential",)
+    # cells linear in their state, h_t = a_t ⊙ h_{t-1} + b_t: the pre-activations
+    # k = x W + b (..., G·H) -> (a, b) (..., H), any leading axes (the min cells); None
+    # for the others
+    coefficients: Callable | None = None
+
+    @property
+    def has_peers(self) -> bool:
+        """Whether Keras, PyTorch, Flax and Haiku have this cell (the converters' cells)."""
+        return self.torch is not None
+
+    @property
+    def recurrent(self) -> bool:
+        """Whether the parameters hold a ``recurrent_kernel`` (the min cells have none)."""
+        return "recurrent_kernel" in self.params_type._fields
+
+    def hidden_size(self, params: Any) -> int:
+        """H, from ``kernel`` ``(I, G·H)``."""
+        return params.kernel.shape[-1] // self.gates
 
     def make_state(self, parts: tuple) -> Any:
         """The carry from its fields in ``state_fields`` order."""
@@ -56,8 +78,7 @@ class CellSpec:
 
     def zero_state(self, params: Any, batch_shape: tuple[int, ...]) -> Any:
         """All-zeros carry ``(*batch_shape, H)`` in the parameters' dtype."""
-        u = params.recurrent_kernel
-        zeros = jnp.zeros((*batch_shape, u.shape[0]), u.dtype)
+        zeros = jnp.zeros((*batch_shape, self.hidden_size(params)), params.kernel.dtype)
         return self.make_state((zeros,) * len(self.state_fields))
 
 

@@ -21,6 +21,8 @@ class LoopOptions(NamedTuple):
     # the LSTM's gradient is autodiff from this batch size on (the layers pass
     # dispatch.default_autodiff_min_batch(); the default here: never)
     autodiff_min_batch: int = sys.maxsize
+    # the time algorithm of a cell linear in its state (jaxrnn._time.linear.METHODS)
+    method: str = "sequential"
 
 
 def cast(a: jax.Array, opts: LoopOptions) -> jax.Array:

@@ -72,6 +72,12 @@ def kind_of(params: Any, where: str) -> str:
         raise TypeError(
             f"{where}: expected jaxrnn {param_type_names()}, got {type(params).__name__}."
         )
+    if not spec.has_peers:
+        raise TypeError(
+            f"{where}: {type(params).__name__} has no counterpart in Keras, PyTorch, Flax or "
+            f"Haiku (none of them ships a {spec.keras} cell), so there is no format to convert "
+            "to or from. Save and load it with jaxrnn.checkpoint."
+        )
     return spec.kind
 
 

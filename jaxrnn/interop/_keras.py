@@ -346,4 +346,4 @@ def from_keras_model(model: Any, weights_path: str | None = None) -> dict[str, A
 def _keras_kind(class_name: str) -> str | None:
     """The cell kind of a Keras recurrent layer class name (None if it is none)."""
     spec = spec_with(keras=class_name)
-    return None if spec is None else spec.kind
+    return None if spec is None or not spec.has_peers else spec.kind
