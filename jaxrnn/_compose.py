@@ -32,6 +32,14 @@ def _merge(fw: jax.Array, bw: jax.Array, merge_mode: str | None):
     return fw, bw
 
 
+def _refuse_info(layer_kwargs: dict, where: str) -> None:
+    if layer_kwargs.get("return_info"):
+        raise ValueError(
+            f"{where}: return_info=True is not supported here (each layer would return its "
+            "own NewtonInfo); call the layer functions themselves with return_info=True."
+        )
+
+
 def bidirectional(
     layer: Layer,
     params: BidirectionalParams,
@@ -79,6 +87,7 @@ def bidirectional(
         (2, 5, 8)
     """
     where = "bidirectional"
+    _refuse_info(layer_kwargs, where)
     if merge_mode not in MERGE_MODES:
         raise ValueError(
             f"{where}: unknown merge_mode={merge_mode!r}; use one of "
@@ -166,6 +175,7 @@ def stacked(
         (4, 20)
     """
     where = "stacked"
+    _refuse_info(layer_kwargs, where)
     if hasattr(params, "_fields") or not isinstance(params, Sequence):
         raise TypeError(
             f"{where}: params must be a list with one parameter set per layer, got a single "

@@ -115,11 +115,17 @@ MODULE_OPTIONS: tuple[Option, ...] = (
     ),
     _layer_option("time_major"),
     Option("dtype", jnp.float32, "the parameters' dtype (inputs are cast to it).", _check_dtype),
-    *(_layer_option(n) for n in ("impl", "remat", "matmul_dtype", "method")),
+    *(
+        _layer_option(n)
+        for n in ("impl", "remat", "matmul_dtype", "method", "tol", "max_iter", "fallback")
+    ),
 )
 
 # What the functional layer takes from a module's configuration (with the cell's options).
-PASSED = ("unroll", "dropout", "recurrent_dropout", "impl", "remat", "matmul_dtype", "method")
+PASSED = (
+    "unroll", "dropout", "recurrent_dropout", "impl", "remat", "matmul_dtype", "method", "tol",
+    "max_iter", "fallback",
+)  # fmt: skip
 # Options of a recurrent kernel, which the min cells do not have.
 RECURRENT_ONLY = ("recurrent_initializer", "recurrent_dropout")
 

@@ -28,10 +28,12 @@ from ._checks import (
 from ._dropout import dropout_key, is_on, make_dropout_masks
 from ._fused import dispatch
 from ._fused.common import LoopOptions
-from ._options import LAYER_OPTIONS, layer_options
+from ._options import LAYER_OPTIONS, NEWTON_METHODS, layer_options
 from ._remat import nested_scan
+from ._time import newton
 from ._unroll import scan_segment, sequence_mask
 
+NEWTON_OPTIONS = ("tol", "max_iter", "fallback", "return_info")  # for NEWTON_METHODS only
 _LAYERS: dict[str, Callable] = {}  # cell kind -> its public layer function
 
 
@@ -156,7 +158,7 @@ def run_layer(
             f"{where}: matmul_dtype={opts['matmul_dtype']!r} needs the fused path, which cannot "
             f"run {why}. Drop matmul_dtype, or the option that forces the generic scan."
         )
-    opts["method"] = _method(spec, opts["method"], impl, reason, where)
+    opts["method"] = _method(spec, opts, impl, reason, where)
     if autodiff_min_batch is None:
         autodiff_min_batch = dispatch.default_autodiff_min_batch()
     plan = _Plan(
@@ -169,15 +171,17 @@ def run_layer(
     return _run(plan, params, x, initial_state, valid, masks)
 
 
-def _method(spec: CellSpec, method: str | None, impl: str, reason: str | None, where: str) -> str:
-    """The time algorithm a layer call runs.
+def _method(spec: CellSpec, opts: dict, impl: str, reason: str | None, where: str) -> str:
+    """The time algorithm a layer call runs (its checks against the other options).
 
     None is the cell's default (``spec.methods[0]``), or ``'sequential'`` when
     ``impl`` asks for a particular step-by-step scan or the options need the
-    generic scan (``reason``: the parallel methods run on the fused projection).
+    generic scan (``reason``: the min cells' parallel methods run on the fused
+    projection).
     """
+    method = opts["method"]
     if method is None:
-        return spec.methods[0] if impl == "auto" and reason is None else "sequential"
+        method = spec.methods[0] if impl == "auto" and reason is None else "sequential"
     if method not in spec.methods:
         offered = ", ".join(map(repr, spec.methods))
         raise ValueError(
@@ -190,7 +194,27 @@ def _method(spec: CellSpec, method: str | None, impl: str, reason: str | None, w
             f"scan, so it applies to method='sequential' only; with method={method!r} leave "
             "impl='auto'."
         )
-    if method != "sequential" and reason is not None:
+    newton = method in NEWTON_METHODS
+    for o in LAYER_OPTIONS:
+        if o.name in NEWTON_OPTIONS and not newton and opts[o.name] != o.default:
+            raise ValueError(
+                f"{where}: {o.name}={opts[o.name]!r} applies to the Newton methods only "
+                f"(method='quasi_deer' or 'deer'), not to method={method!r}."
+            )
+    if newton:
+        refused = {
+            "remat": opts["remat"] is not None,
+            "matmul_dtype": opts["matmul_dtype"] is not None,
+            "recurrent_dropout": is_on(opts["recurrent_dropout"]),
+        }
+        for name, on in refused.items():
+            if on:
+                raise ValueError(
+                    f"{where}: method={method!r} cannot run {name}={opts[name]!r} (the Newton "
+                    f"solver stores its own trajectory and uses no dropout on the state); use "
+                    "method='sequential' for it."
+                )
+    elif method != "sequential" and reason is not None:
         raise ValueError(
             f"{where}: method={method!r} cannot run {reason}; use method='sequential'."
         )
@@ -250,7 +274,16 @@ def _run(plan: _Plan, params, x, initial_state, valid, masks):
         # no value and no gradient: their results are discarded, and the backward
         # pass multiplies finite derivatives by zero cotangents.
         xs = jnp.where(valid[..., None], xs, jnp.zeros((), xs.dtype))
-    if plan.remat == "sqrt":
+    info = None
+    if plan.method in NEWTON_METHODS:
+        if masks.input is not None:  # a shared mask (no recurrent dropout here)
+            xs = xs.astype(params.kernel.dtype) * masks.input
+        carry, ys, info = newton.solve(
+            plan.spec, cell_options, params, initial_state, xs, valid, method=plan.method,
+            tol=plan.tol, max_iter=plan.max_iter, fallback=plan.fallback,
+            reverse=plan.go_backwards, where=plan.spec.layer,
+        )  # fmt: skip
+    elif plan.remat == "sqrt":
         carry, ys = nested_scan(segment, initial_state, xs, valid, reverse=plan.go_backwards)
     else:
         carry, ys = segment(initial_state, xs, valid)  # ys: (T, B, H)
@@ -264,7 +297,10 @@ def _run(plan: _Plan, params, x, initial_state, valid, masks):
         # Keras: the output of the last valid step, which is the final h (for a
         # sequence with no valid step, the initial h, as Keras' masked output).
         out = last_hidden(carry)
-    return (out, carry) if plan.return_state else out
+    result = (out, carry) if plan.return_state else (out,)
+    if plan.return_info:
+        result = (*result, info)
+    return result if len(result) > 1 else out
 
 
 def layer_for(spec: CellSpec) -> Callable:
@@ -288,6 +324,7 @@ def simple_rnn(
     initial_state=None, return_sequences=False, return_state=False, go_backwards=False,
     seq_lengths=None, mask=None, time_major=False, unroll=1, dropout=0.0, recurrent_dropout=0.0,
     key=None, training=None, impl="auto", remat=None, matmul_dtype=None, method=None,
+    tol=None, max_iter=None, fallback="sequential", return_info=False,
 ):  # fmt: skip
     """Run a simple (Elman) RNN over a batch of sequences, as ``keras.layers.SimpleRNN``::
 
@@ -304,7 +341,8 @@ def simple_rnn(
     The other keywords are the layers' common options, each documented in
     ``help(jaxrnn.lstm)``: initial_state, return_sequences, return_state,
     go_backwards, seq_lengths, mask, time_major, unroll, dropout,
-    recurrent_dropout, key, training, impl, remat, matmul_dtype, method.
+    recurrent_dropout, key, training, impl, remat, matmul_dtype, method, tol,
+    max_iter, fallback, return_info.
 
     Returns:
         The last output ``(B, H)`` or, with ``return_sequences``, all outputs
@@ -326,6 +364,7 @@ def lstm(
     initial_state=None, return_sequences=False, return_state=False, go_backwards=False,
     seq_lengths=None, mask=None, time_major=False, unroll=1, dropout=0.0, recurrent_dropout=0.0,
     key=None, training=None, impl="auto", remat=None, matmul_dtype=None, method=None,
+    tol=None, max_iter=None, fallback="sequential", return_info=False,
 ):  # fmt: skip
     """Run an LSTM over a batch of sequences, as ``keras.layers.LSTM``::
 
@@ -376,9 +415,24 @@ def lstm(
             dtype (fused path only).
         method: the time algorithm: None (the cell's default), ``'sequential'``, or one its cell offers.
             ``'sequential'`` (the default here) runs the steps one after another
-            (``impl`` then picks the fused or the generic scan). The min cells
-            (``jaxrnn.min_gru``, ``jaxrnn.min_lstm``) also offer ``'associative'``
-            and ``'chunked'`` (see the README's "Parallel in time").
+            (``impl`` then picks the fused or the generic scan); ``'quasi_deer'``
+            and ``'deer'`` evaluate all steps at once by Newton's method
+            (quasi-DEER: diagonal or 2x2-block Jacobians; DEER: dense), with
+            associative scans in O(log T) depth per iteration. The min cells
+            (``jaxrnn.min_gru``, ``jaxrnn.min_lstm``) offer ``'associative'``
+            and ``'chunked'`` instead (see the README's "Parallel in time").
+        tol: Newton methods: the relative tolerance (None: 1e-5 in float32).
+            The iterations stop when the largest change of the states relative to
+            their scale is at most ``tol``; the gradient's adjoint iterations too.
+        max_iter: Newton methods: the most iterations (None: 100).
+        fallback: Newton methods, not converged: ``'sequential'`` (the scan's result) or None.
+            ``'sequential'`` computes the step-by-step result in the same compiled
+            program (``lax.cond``) when the iterations did not converge or met a
+            non-finite value; None returns the last finite iterate. No error is
+            raised inside ``jit``: ask for ``return_info``.
+        return_info: Newton methods: also return ``NewtonInfo(iterations, residual, converged)``.
+            Appended last: ``(output, info)`` or ``(output, state, info)``. Not
+            through ``jaxrnn.bidirectional`` / ``jaxrnn.stacked``.
 
     Returns:
         The last output ``(B, H)`` (the final ``h``: for a zero-length sequence,
@@ -405,6 +459,7 @@ def gru(
     initial_state=None, return_sequences=False, return_state=False, go_backwards=False,
     seq_lengths=None, mask=None, time_major=False, unroll=1, dropout=0.0, recurrent_dropout=0.0,
     key=None, training=None, impl="auto", remat=None, matmul_dtype=None, method=None,
+    tol=None, max_iter=None, fallback="sequential", return_info=False,
 ):  # fmt: skip
     """Run a GRU over a batch of sequences, as ``keras.layers.GRU``::
 
@@ -425,7 +480,8 @@ def gru(
     The other keywords are the layers' common options, each documented in
     ``help(jaxrnn.lstm)``: initial_state, return_sequences, return_state,
     go_backwards, seq_lengths, mask, time_major, unroll, dropout,
-    recurrent_dropout, key, training, impl, remat, matmul_dtype, method.
+    recurrent_dropout, key, training, impl, remat, matmul_dtype, method, tol,
+    max_iter, fallback, return_info.
 
     Returns:
         The last output ``(B, H)`` or all outputs ``(B, T, H)``; with
@@ -447,6 +503,7 @@ def min_gru(
     initial_state=None, return_sequences=False, return_state=False, go_backwards=False,
     seq_lengths=None, mask=None, time_major=False, unroll=1, dropout=0.0, recurrent_dropout=0.0,
     key=None, training=None, impl="auto", remat=None, matmul_dtype=None, method=None,
+    tol=None, max_iter=None, fallback="sequential", return_info=False,
 ):  # fmt: skip
     """Run a minGRU (Feng et al. 2024) over a batch of sequences::
 
@@ -470,7 +527,9 @@ def min_gru(
     The other keywords are the layers' common options, each documented in
     ``help(jaxrnn.lstm)``: initial_state, return_sequences, return_state,
     go_backwards, seq_lengths, mask, time_major, unroll, dropout,
-    recurrent_dropout, key, training, impl, remat, matmul_dtype, method (above).
+    recurrent_dropout, key, training, impl, remat, matmul_dtype, method (above), tol,
+    max_iter, fallback, return_info (the last four for the Newton methods, which
+    these cells do not offer: they must keep their defaults).
     The cell has no recurrent kernel, so ``recurrent_dropout`` must stay 0.
 
     Returns:
@@ -495,6 +554,7 @@ def min_lstm(
     initial_state=None, return_sequences=False, return_state=False, go_backwards=False,
     seq_lengths=None, mask=None, time_major=False, unroll=1, dropout=0.0, recurrent_dropout=0.0,
     key=None, training=None, impl="auto", remat=None, matmul_dtype=None, method=None,
+    tol=None, max_iter=None, fallback="sequential", return_info=False,
 ):  # fmt: skip
     """Run a minLSTM (Feng et al. 2024) over a batch of sequences::
 
@@ -514,7 +574,9 @@ def min_lstm(
     The other keywords are the layers' common options, each documented in
     ``help(jaxrnn.lstm)``: initial_state, return_sequences, return_state,
     go_backwards, seq_lengths, mask, time_major, unroll, dropout,
-    recurrent_dropout, key, training, impl, remat, matmul_dtype, method (above).
+    recurrent_dropout, key, training, impl, remat, matmul_dtype, method (above), tol,
+    max_iter, fallback, return_info (the last four for the Newton methods, which
+    these cells do not offer: they must keep their defaults).
     The cell has no recurrent kernel, so ``recurrent_dropout`` must stay 0.
 
     Returns:

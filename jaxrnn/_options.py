@@ -14,20 +14,23 @@ docstrings (the test says where they differ), use it in ``_layers._run``, test i
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 
 from ._cells.activations import get_activation
-from ._checks import check_flag
+from ._checks import check_flag, positive_int
 from ._dropout import check_rate
 from ._remat import check_remat
 from ._unroll import check_unroll
 
 IMPLS = ("auto", "fast", "scan")
 # every time algorithm; each cell accepts those in its ``CellSpec.methods``
-METHODS = ("sequential", "associative", "chunked")
+METHODS = ("sequential", "associative", "chunked", "quasi_deer", "deer")
+NEWTON_METHODS = ("quasi_deer", "deer")  # the options tol, max_iter, fallback, return_info
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +65,32 @@ def check_method(method: Any, where: str, name: str = "method") -> None:
         raise ValueError(
             f"{where}: unknown {name}={method!r}; use None (the cell's default) or one of "
             f"{', '.join(map(repr, METHODS))}."
+        )
+
+
+def _check_tol(value: Any, where: str, name: str) -> None:
+    if value is not None and (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.floating, np.integer))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(
+            f"{where}: {name}={value!r}; it must be a number > 0 (the relative change of the "
+            "states at which the Newton iterations stop), or None for the default."
+        )
+
+
+def _check_max_iter(value: Any, where: str, name: str) -> None:
+    if value is not None:
+        positive_int(value, where, name, what=" (Newton iterations), or None for the default")
+
+
+def _check_fallback(value: Any, where: str, name: str) -> None:
+    if value not in ("sequential", None):
+        raise ValueError(
+            f"{where}: {name}={value!r}; use 'sequential' (run the step-by-step scan when the "
+            "Newton iterations do not converge) or None (return the last iterate)."
         )
 
 
@@ -194,6 +223,34 @@ LAYER_OPTIONS: tuple[Option, ...] = (
         None,
         "the time algorithm: None (the cell's default), ``'sequential'``, or one its cell offers.",
         check_method,
+        static=True,
+    ),
+    Option(
+        "tol",
+        None,
+        "Newton methods: the relative tolerance (None: 1e-5 in float32).",
+        _check_tol,
+        static=True,
+    ),
+    Option(
+        "max_iter",
+        None,
+        "Newton methods: the most iterations (None: 100).",
+        _check_max_iter,
+        static=True,
+    ),
+    Option(
+        "fallback",
+        "sequential",
+        "Newton methods, not converged: ``'sequential'`` (the scan's result) or None.",
+        _check_fallback,
+        static=True,
+    ),
+    Option(
+        "return_info",
+        False,
+        "Newton methods: also return ``NewtonInfo(iterations, residual, converged)``.",
+        _check_bool,
         static=True,
     ),
 )

@@ -10,8 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._cells.spec import specs
-from ._checks import match_varying, shape_of
+from ._checks import check_flag, match_varying, shape_of
 from ._remat import check_remat, nested_scan
+from ._time import jacobians, newton
 
 Step = Callable[[Any, Any, jax.Array], tuple[Any, Any]]
 
@@ -152,7 +153,12 @@ def unroll(
     mask: jax.Array | None = None,
     unroll: int | bool = 1,
     remat: str | None = None,
-) -> tuple[Any, Any]:
+    method: str = "sequential",
+    tol: float | None = None,
+    max_iter: int | None = None,
+    fallback: str | None = "sequential",
+    return_info: bool = False,
+) -> tuple[Any, Any] | tuple[Any, Any, newton.NewtonInfo]:
     """Run ``step(params, carry, x) -> (carry, y)`` over a sequence with ``lax.scan``.
 
     The semantics, for one sequence ``b`` with validity mask ``m`` (from
@@ -184,12 +190,44 @@ def unroll(
         time_major: whether the time axis is first.
         seq_lengths: integer lengths, shape ``(B,)`` (right padding).
         mask: boolean validity mask ``(B, T)`` (``(T, B)`` if time-major).
-        unroll: steps per ``lax.scan`` iteration (``True``: all).
+        unroll: steps per ``lax.scan`` iteration (``True``: all); with a Newton
+            method, of its sequential fallback.
         remat: None, ``"step"`` (``jax.checkpoint`` each step) or ``"sqrt"``
-            (checkpointed chunks of ~√T steps): less memory for gradients, same values.
+            (checkpointed chunks of ~√T steps): less memory for gradients, same
+            values. ``method="sequential"`` only (the Newton methods keep just the
+            states for their gradients: there is nothing to recompute).
+        method: the time algorithm (same result, see ``jaxrnn._time.newton``):
+            ``"sequential"`` (``lax.scan``, T dependent steps); ``"deer"``
+            (Newton's method over the whole sequence, each iteration a linear
+            recurrence solved by an associative scan, O(log T) depth, or on CPU
+            in √T-step chunks; dense Jacobians, ``T·B·D²`` memory for a carry of
+            ``D`` numbers: closed forms for the built-in steps, ``jax.linearize``
+            for yours, which must treat batch elements independently and keep
+            float ``(B, ...)`` carry leaves); ``"quasi_deer"`` (diagonal Jacobians, ``(h_i, c_i)``
+            blocks for the LSTM: ``rnn_step``, ``lstm_step``, ``gru_step`` or a
+            ``functools.partial`` of them with their options only). Gradients
+            are exact (the adjoint recurrence); forward-mode autodiff is not
+            supported by the Newton methods. On a CPU the sequential scan is
+            faster (``benchmarks/parallel_time.py``): the Newton methods pay on
+            hardware with many parallel lanes.
+        tol: the Newton methods stop when the largest relative change of the
+            states is at most ``tol`` (None: 1e-5 in float32, 1e-10 in float64).
+        max_iter: Newton iterations at most (None: 100).
+        fallback: when the iterations do not converge (or an iterate is not
+            finite): ``"sequential"`` returns the ``lax.scan`` result (chosen
+            inside the compiled program; under ``jax.vmap`` both are computed),
+            None the last finite iterate. Gradients follow the same rule.
+        return_info: also return a ``NewtonInfo(iterations, residual,
+            converged)`` (for ``method="sequential"``: 0, 0.0, True).
 
     Returns:
-        ``(final_carry, ys)`` with ``ys`` in the layout of ``xs``.
+        ``(final_carry, ys)`` with ``ys`` in the layout of ``xs``;
+        ``(final_carry, ys, info)`` with ``return_info``.
+
+    Raises:
+        ValueError: bad options (each error names its argument), ``method=
+            "quasi_deer"`` for a step other than the built-in ones, or ``remat``
+            with a Newton method.
 
     Example:
         >>> import jaxrnn
@@ -199,10 +237,17 @@ def unroll(
         ...                seq_lengths=jnp.array([5, 2]))
         >>> ys.shape, bool((ys[1, 2:] == 0).all())
         ((2, 5, 4), True)
+        >>> h2, ys2, info = unroll(jaxrnn.gru_step, p, xs, jaxrnn.zero_state(p, 2),
+        ...                        seq_lengths=jnp.array([5, 2]), method="quasi_deer",
+        ...                        return_info=True)
+        >>> bool(info.converged), bool(jnp.abs(ys2 - ys).max() < 1e-5)
+        (True, True)
     """
     where = "unroll"
     check_unroll(unroll, where)
     check_remat(remat, where)
+    check_flag(return_info, where, "return_info")
+    cell = _check_method(step, method, tol, max_iter, fallback, remat, where)
     leaves = jax.tree.leaves(xs)
     if not leaves:
         raise ValueError(f"{where}: xs holds no arrays.")
@@ -242,13 +287,49 @@ def unroll(
             checkpoint_step=remat == "step",
         )
 
-    if remat == "sqrt":
+    info = None
+    options = dict(tol=tol, max_iter=max_iter, fallback=fallback, reverse=reverse, where=where)
+    if method != "sequential" and cell is not None and cell[0].kind in jacobians.CLOSED_FORMS:
+        carry, ys, info = newton.solve(*cell, params, carry, xs, m, method=method, **options)
+    elif method != "sequential":
+        carry, ys, info = newton.solve_step(step, params, carry, xs, m, unroll=unroll, **options)
+    elif remat == "sqrt":
         carry, ys = nested_scan(segment, carry, xs, m, reverse=reverse)
     else:
         carry, ys = segment(carry, xs, m)
     if not time_major:
         ys = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), ys)
-    return carry, ys
+    if not return_info:
+        return carry, ys
+    if info is None:  # method="sequential"
+        info = newton.NewtonInfo(
+            jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32), jnp.ones((), jnp.bool_)
+        )
+    return carry, ys, info
+
+
+def _check_method(
+    step: Step, method: Any, tol: Any, max_iter: Any, fallback: Any, remat: Any, where: str
+) -> tuple | None:
+    """Check the time-algorithm options; returns ``newton.builtin(step)``."""
+    newton.check_options(method, tol, max_iter, fallback, where)  # also when ignored
+    cell = newton.builtin(step)
+    if method == "sequential":
+        return cell
+    if remat is not None:
+        raise ValueError(
+            f"{where}: remat={remat!r} applies to method='sequential' only; method={method!r} "
+            "keeps just the states for its gradients (nothing to recompute). Drop remat."
+        )
+    if method == "quasi_deer" and (cell is None or cell[0].kind not in jacobians.CLOSED_FORMS):
+        name = getattr(step, "__name__", type(step).__name__)
+        raise ValueError(
+            f"{where}: method='quasi_deer' needs the closed-form diagonal Jacobians of a "
+            f"built-in step (rnn_step, lstm_step, gru_step, or a functools.partial of one "
+            f"with its options only); got {name}. Use method='deer' (dense Jacobians by "
+            "jax.linearize of your step) or method='sequential'."
+        )
+    return cell
 
 
 def _where(m: jax.Array, new: Any, old: Any) -> Any:

@@ -254,6 +254,9 @@ class _Layer(_Recurrent):
     remat: str | None = None
     matmul_dtype: Any = None
     method: str | None = None
+    tol: float | None = None
+    max_iter: int | None = None
+    fallback: str | None = "sequential"
 
     spec: ClassVar[CellSpec]
 
@@ -391,7 +394,8 @@ class LSTM(_Layer):
         unit_forget_bias: forget-gate bias initialised to one (Keras).
         use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
             return_sequences, return_state, go_backwards, unroll, time_major, impl,
-            remat, matmul_dtype, method, dtype: as ``jaxrnn.nnx.LSTM``'s arguments (every
+            remat, matmul_dtype, method, tol, max_iter, fallback, dtype: as
+            ``jaxrnn.nnx.LSTM``'s arguments (every
             layer here has these fields).
         dropout, recurrent_dropout: Keras' variational dropout rates; active when
             ``deterministic`` is False, with the ``'dropout'`` rng.

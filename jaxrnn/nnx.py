@@ -363,7 +363,8 @@ class LSTM(_Layer, kind="lstm"):
         bias_initializer: Keras name or ``jax.nn.initializers`` callable.
             Names: ``'glorot_uniform'``, ``'orthogonal'``, ``'zeros'``, ... (``INITIALIZERS``).
         return_sequences, return_state, go_backwards, unroll, time_major, impl,
-            remat, matmul_dtype, method: passed to the functional layer (``help(jaxrnn.lstm)``).
+            remat, matmul_dtype, method, tol, max_iter, fallback: passed to the
+            functional layer (``help(jaxrnn.lstm)``).
         dropout, recurrent_dropout: Keras' variational dropout rates, applied
             unless ``deterministic``.
         deterministic: the call's default: True switches dropout off.

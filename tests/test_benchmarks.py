@@ -55,3 +55,23 @@ def test_lstm_backward_choice_quick():
         if line.startswith("| 8, ") or line.startswith("| 64, ")
     ]
     assert len(rows) == 2 and rows[0].endswith("| hand |") and rows[1].endswith("| autodiff |")
+
+
+@pytest.mark.parametrize("script", ["parallel_time.py", "min_cells.py"])
+def test_parallel_in_time_benchmarks_quick(script):
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    if script == "parallel_time.py":  # every cell, both Newton methods, converged
+        for cell in ("gru", "lstm", "rnn"):
+            for method in ("quasi_deer", "deer"):
+                row = next(r for r in rows if r.startswith(f"| {cell} |") and f"| {method} |" in r)
+                assert "| yes |" in row, row
+    else:  # every variant timed, GRU and LSTM ratios reported
+        names = [r.split("|")[2].strip() for r in rows[1:]]
+        assert {"gru", "lstm", "naive", "min_gru[chunked]", "min_lstm[associative]"} <= set(names)

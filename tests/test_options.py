@@ -155,6 +155,10 @@ BAD = {
     "remat": ("all", ValueError),
     "matmul_dtype": (jnp.int8, TypeError),
     "method": ("parallel", ValueError),
+    "tol": (0.0, ValueError),
+    "max_iter": (0, ValueError),
+    "fallback": ("scan", ValueError),
+    "return_info": ("yes", TypeError),
 }
 
 CHECKED = [

@@ -151,4 +151,5 @@ SPEC = register(CellSpec(
     step=gru_step, init=init_gru, params_type=GRUParams, state_fields=("h",), state_type=None,
     options=("activation", "recurrent_activation", "reset_after"), init_options=("reset_after",),
     fused="jaxrnn._fused.gru",
+    methods=("sequential", "quasi_deer", "deer"),
 ))  # fmt: skip

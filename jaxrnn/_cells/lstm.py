@@ -140,4 +140,5 @@ SPEC = register(CellSpec(
     step=lstm_step, init=init_lstm, params_type=LSTMParams, state_fields=("h", "c"),
     state_type=LSTMState, options=("activation", "recurrent_activation"),
     init_options=("unit_forget_bias",), fused="jaxrnn._fused.lstm",
+    methods=("sequential", "quasi_deer", "deer"),
 ))  # fmt: skip

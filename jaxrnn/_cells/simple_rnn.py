@@ -102,4 +102,5 @@ SPEC = register(CellSpec(
     kind="rnn", layer="simple_rnn", keras="SimpleRNN", torch="RNN", gates=1,
     step=rnn_step, init=init_rnn, params_type=RNNParams, state_fields=("h",), state_type=None,
     options=("activation",), fused="jaxrnn._fused.rnn",
+    methods=("sequential", "quasi_deer", "deer"),
 ))  # fmt: skip

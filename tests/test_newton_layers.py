@@ -1,0 +1,159 @@
+"""The Newton methods (quasi-DEER, DEER) through the layer functions and modules.
+
+The solver itself (Jacobians against ``jax.jacfwd``, convergence, the adjoint,
+``jaxrnn.unroll``) is tested in ``tests/test_newton.py``; here the layers'
+options are held to the sequential layer (itself checked against Keras and
+PyTorch elsewhere): values and gradients, lengths, masks, ``go_backwards``,
+``initial_state``, NaN padding, ``return_info``, the fallback, and the errors.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxrnn
+
+CELLS = {
+    "rnn": (jaxrnn.init_rnn, jaxrnn.simple_rnn),
+    "lstm": (jaxrnn.init_lstm, jaxrnn.lstm),
+    "gru": (jaxrnn.init_gru, jaxrnn.gru),
+}
+NEWTON = ("quasi_deer", "deer")
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.size == 0:
+        return 0.0
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12))
+
+
+def _close(got, ref, tol, what):
+    for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(ref), strict=True):
+        assert _rel(g, r) <= tol, f"{what}: relative error {_rel(g, r):.2e}"
+
+
+def _data(cell, batch, steps, inputs=3, hidden=6, seed=0):
+    k = jax.random.split(jax.random.key(seed), 3)
+    params = CELLS[cell][0](k[0], inputs, hidden)
+    x = jax.random.normal(k[1], (batch, steps, inputs))
+    state = jaxrnn.zero_state(params, batch)
+    state = jax.tree.map(lambda a: 0.5 * jax.random.normal(k[2], a.shape), state)
+    return params, x, state
+
+
+def _loss(cell, method, kw, params, x, state):
+    ys, final = CELLS[cell][1](
+        params, x, initial_state=state, return_sequences=True, return_state=True, method=method,
+        **kw,
+    )  # fmt: skip
+    w = jnp.cos(jnp.arange(ys.size, dtype=ys.dtype)).reshape(ys.shape)
+    return jnp.sum(w * ys) + sum(jnp.sum(jnp.sin(s)) for s in jax.tree.leaves(final))
+
+
+# (T, lengths, go_backwards): each case compiles its own program, so few cases cover
+# the empty and the one-step sequence, lengths, and the reverse direction at T = 300
+CASES = [(0, False, False), (1, False, True), (7, True, False), (300, True, True)]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("method", NEWTON)
+def test_newton_layer_equals_sequential_with_gradients(cell, method):
+    for steps, lengths, go_backwards in CASES:
+        params, x, state = _data(cell, 3, steps)
+        kw = {"go_backwards": go_backwards}
+        if lengths:
+            kw["seq_lengths"] = jnp.array([steps, steps // 2, 0])
+        fn = functools.partial(_loss, cell, method, kw)
+        ref_fn = functools.partial(_loss, cell, "sequential", kw)
+        got = jax.jit(jax.value_and_grad(fn, (0, 1, 2)))(params, x, state)
+        ref = jax.jit(jax.value_and_grad(ref_fn, (0, 1, 2)))(params, x, state)
+        _close(got, ref, 1e-5, f"{cell}/{method}/T={steps}/lengths={lengths}/{go_backwards=}")
+
+
+@pytest.mark.parametrize("method", NEWTON)
+def test_gru_at_t_1000_and_lstm_with_a_mask(method):
+    params, x, state = _data("gru", 2, 1000, hidden=16, seed=1)
+    got, info = jaxrnn.gru(params, x, method=method, return_sequences=True, return_info=True)
+    ref = jaxrnn.gru(params, x, return_sequences=True)
+    assert bool(info.converged) and int(info.iterations) <= 16, info
+    assert _rel(got, ref) <= 1e-5
+    params, x, state = _data("lstm", 2, 40, seed=2)
+    mask = jax.random.bernoulli(jax.random.key(3), 0.7, (2, 40))
+    got = jaxrnn.lstm(params, x, mask=mask, initial_state=state, method=method, return_state=True)
+    ref = jaxrnn.lstm(params, x, mask=mask, initial_state=state, return_state=True)
+    _close(got, ref, 1e-5, "lstm with a mask")
+
+
+@pytest.mark.parametrize("method", NEWTON)
+def test_nan_padding_reaches_no_value_and_no_gradient(method):
+    params, x, state = _data("gru", 3, 9)
+    lengths = jnp.array([9, 4, 0])
+    pad = jnp.arange(9)[None, :, None] >= lengths[:, None, None]
+    kw = {"seq_lengths": lengths}
+    fn = jax.value_and_grad(functools.partial(_loss, "gru", method, kw), (0, 1, 2))
+    dirty = fn(params, jnp.where(pad, jnp.nan, x), state)
+    clean = fn(params, jnp.where(pad, 0.0, x), state)
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(dirty))
+    _close(dirty, clean, 1e-6, "NaN vs zero padding")
+    assert float(jnp.abs(jnp.where(pad, dirty[1][1], 0)).max()) == 0.0
+
+
+def test_unstable_lstm_falls_back_and_says_so():
+    params, x, _ = _data("lstm", 2, 1000, hidden=16, seed=4)
+    params = params._replace(recurrent_kernel=4.0 * params.recurrent_kernel)
+    # the fallback is the generic scan of the step (the fused path differs by rounding)
+    ref = jaxrnn.lstm(params, x, return_sequences=True, impl="scan")
+    y, info = jaxrnn.lstm(
+        params, x, method="quasi_deer", max_iter=30, return_sequences=True, return_info=True
+    )
+    assert not bool(info.converged) and int(info.iterations) <= 30
+    np.testing.assert_allclose(y, ref, rtol=1e-6, atol=1e-6)  # the sequential result
+    y, info = jaxrnn.lstm(
+        params, x, method="quasi_deer", max_iter=30, fallback=None, return_sequences=True,
+        return_info=True,
+    )  # fmt: skip
+    assert not bool(info.converged) and np.isfinite(y).all()
+
+
+def test_return_info_layout_vmap_and_modules():
+    from flax import nnx
+
+    import jaxrnn.nnx
+
+    params, x, state = _data("gru", 4, 20)
+    out, final, info = jaxrnn.gru(params, x, method="deer", return_state=True, return_info=True)
+    assert out.shape == (4, 6) and final.shape == (4, 6) and info.iterations.shape == ()
+    # vmap over single sequences: one Newton solve per sequence
+    one = jax.vmap(lambda s: jaxrnn.gru(params, s[None], method="quasi_deer")[0])(x)
+    np.testing.assert_allclose(one, jaxrnn.gru(params, x), rtol=1e-5, atol=1e-6)
+    layer = jaxrnn.nnx.LSTM(3, 5, rngs=nnx.Rngs(0), method="quasi_deer", tol=1e-6)
+    np.testing.assert_allclose(layer(x), jaxrnn.lstm(layer.params, x), rtol=1e-5, atol=1e-6)
+
+
+def test_errors_name_the_argument():
+    params, x, _ = _data("gru", 2, 5)
+    with pytest.raises(ValueError, match=r"tol=0.001 applies to the Newton methods only"):
+        jaxrnn.gru(params, x, tol=1e-3)
+    with pytest.raises(ValueError, match=r"return_info=True applies to the Newton methods only"):
+        jaxrnn.min_gru(jaxrnn.init_min_gru(jax.random.key(0), 3, 6), x, return_info=True)
+    with pytest.raises(ValueError, match=r"method='deer' cannot run remat='sqrt'"):
+        jaxrnn.gru(params, x, method="deer", remat="sqrt")
+    with pytest.raises(ValueError, match=r"method='quasi_deer' cannot run recurrent_dropout"):
+        jaxrnn.gru(params, x, method="quasi_deer", recurrent_dropout=0.1, key=jax.random.key(0))
+    with pytest.raises(ValueError, match=r"impl='fast' chooses .* method='sequential' only"):
+        jaxrnn.gru(params, x, method="quasi_deer", impl="fast")
+    with pytest.raises(ValueError, match=r"method='associative' is not offered by the GRU cell"):
+        jaxrnn.gru(params, x, method="associative")
+    with pytest.raises(ValueError, match=r"bidirectional: return_info=True is not supported"):
+        bp = jaxrnn.BidirectionalParams(params, params)
+        jaxrnn.bidirectional(jaxrnn.gru, bp, x, method="deer", return_info=True)
+    with pytest.raises(ValueError, match=r"fallback='scan'; use 'sequential'"):
+        jaxrnn.gru(params, x, method="deer", fallback="scan")
+    with pytest.raises(ValueError, match=r"max_iter=0; it must be an integer >= 1"):
+        jaxrnn.gru(params, x, method="deer", max_iter=0)
