@@ -2,7 +2,9 @@
 
 No timing is asserted: only that every implementation ran, agreed with jaxrnn
 where it loads the same weights (the scripts exit 1 otherwise) and that the
-report has its tables.
+report has its tables. The scripts run in one process on the default device
+each (one after another), so, unlike the multi-process and multi-device tests,
+these need not wait for the others (tests/conftest.py): they run in any order.
 """
 
 from __future__ import annotations
@@ -12,9 +14,6 @@ import subprocess
 import sys
 
 import pytest
-
-# multi-process / multi-device programs: run first, one at a time (tests/conftest.py)
-pytestmark = pytest.mark.subprocesses
 
 BENCH = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 

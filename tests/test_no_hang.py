@@ -23,9 +23,16 @@ pytestmark = pytest.mark.subprocesses
 WORKER = pathlib.Path(__file__).with_name("no_hang_worker.py")
 
 
+def xla_default_flags():
+    """XLA_FLAGS without the faster-compile flags of tests/conftest.py: XLA's own pipeline."""
+    added = os.environ.get("JAXRNN_TESTS_XLA_FLAGS_ADDED", "").split()
+    return " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if f not in added)
+
+
 @pytest.mark.parametrize("devices,repeats", [(2, 4), (4, 2)])
 def test_parallel_programs_finish_repeatedly(devices, repeats):
     env = dict(os.environ, JAX_NUM_CPU_DEVICES=str(devices), JAX_PLATFORMS="cpu", WATCHDOG="170")
+    env["XLA_FLAGS"] = xla_default_flags()  # the hang it looks for is XLA:CPU's, as users run it
     try:
         res = subprocess.run(
             [sys.executable, str(WORKER), str(repeats)],
