@@ -207,3 +207,31 @@ def test_temperature_forecast_rnns_beat_persistence():
 def test_digits_rows_reaches_95_percent(seed):
     res = load("digits_rows").main(["--seed", str(seed), "--verbose", "0"])
     assert res["test_accuracy"] >= 0.95, res["test_accuracy"]
+
+
+def test_long_sequences_runs(tmp_path, capsys):
+    flags, out = figure(tmp_path, "long.png")
+    res = load("long_sequences").main(
+        "--time 40 --train 256 --test 64 --units 8 --batch 16 --steps 30".split() + flags
+    )
+    assert set(res) == {"minGRU", "minLSTM", "GRU", "LSTM"}
+    for r in res.values():
+        assert 0 < r["test_mse"] < 1 and 0 <= r["accuracy"] <= 1 and r["curve"][-1][0] > 0
+    assert "| minGRU |" in capsys.readouterr().out
+    check_figure(out)
+
+
+def test_adding_problem_data_and_chrono_initialisation():
+    module = load("long_sequences")
+    x, y = module.adding_problem(50, 20, seed=0)
+    assert x.shape == (50, 20, 2) and (x[..., 1].sum(1) == 2).all()
+    # the target is the sum of the two marked values, one marker in each half
+    np.testing.assert_allclose(y[:, 0], (x[..., 0] * x[..., 1]).sum(1), rtol=1e-6)
+    assert (x[:, :10, 1].sum(1) == 1).all()
+    import jax
+
+    for cell in module.CELLS:  # the chrono biases give memory timescales in [1, max_steps]
+        p = module.init_model(jax.random.key(0), cell, 16, chrono=100)["rnn"]
+        b = np.asarray(p.bias).reshape(-1, 16)
+        log_tau = {"minGRU": -b[0], "GRU": b[0], "minLSTM": b[0], "LSTM": b[1]}[cell]
+        assert (log_tau >= 0).all() and (log_tau <= np.log(100)).all(), cell
