@@ -571,17 +571,15 @@ def min_lstm(
         method: ``'sequential'`` (default), ``'associative'`` or ``'chunked'``, as
             for ``jaxrnn.min_gru``.
 
-    The other keywords are the layers' common options, each documented in
-    ``help(jaxrnn.lstm)``: initial_state, return_sequences, return_state,
-    go_backwards, seq_lengths, mask, time_major, unroll, dropout,
-    recurrent_dropout, key, training, impl, remat, matmul_dtype, method (above), tol,
-    max_iter, fallback, return_info (the last four for the Newton methods, which
-    these cells do not offer: they must keep their defaults).
-    The cell has no recurrent kernel, so ``recurrent_dropout`` must stay 0.
+    As for ``jaxrnn.min_gru``, the other keywords are the common options
+    (``help(jaxrnn.lstm)``): initial_state, return_sequences, return_state,
+    go_backwards, seq_lengths, mask, time_major, unroll, dropout, recurrent_dropout
+    (must stay 0), key, training, impl, remat, matmul_dtype, method (above), and
+    tol, max_iter, fallback, return_info (Newton methods only: keep the defaults).
 
     Returns:
-        The last output ``(B, H)`` or all outputs ``(B, T, H)``; with
-        ``return_state``, ``(output, final_h)``.
+        What ``jaxrnn.min_gru`` returns: ``(B, H)``, ``(B, T, H)``, or with
+        ``return_state`` a pair ``(output, final_h)``.
 
     Example:
         >>> import jax, jax.numpy as jnp, jaxrnn

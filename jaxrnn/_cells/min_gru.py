@@ -43,11 +43,18 @@ def init_min_gru(
         >>> p.kernel.shape, p.bias.shape
         ((3, 4), (4,))
     """
+    return init_min(MinGRUParams, 2, key, input_size, hidden_size, dtype, use_bias,
+                    kernel_init, bias_init)  # fmt: skip
+
+
+def init_min(params_type, gates, key, input_size, hidden_size, dtype, use_bias, kernel_init,
+             bias_init):  # fmt: skip
+    """A min cell's ``params_type(kernel (I, G·H), bias (G·H,) or None)``."""
     k_w, k_b = jax.random.split(key)
-    h2 = 2 * hidden_size
-    return MinGRUParams(
-        kernel=draw(kernel_init, k_w, (input_size, h2), dtype),
-        bias=draw(bias_init, k_b, (h2,), dtype) if use_bias else None,
+    gh = gates * hidden_size
+    return params_type(
+        kernel=draw(kernel_init, k_w, (input_size, gh), dtype),
+        bias=draw(bias_init, k_b, (gh,), dtype) if use_bias else None,
     )
 
 

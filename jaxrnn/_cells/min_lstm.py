@@ -14,8 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers
 
-from .init import draw
-from .min_gru import _preactivations, _step_input
+from .min_gru import _preactivations, _step_input, init_min
 from .spec import CellSpec, register
 
 
@@ -41,12 +40,8 @@ def init_min_lstm(
         >>> p.kernel.shape, p.bias.shape
         ((3, 6), (6,))
     """
-    k_w, k_b = jax.random.split(key)
-    h3 = 3 * hidden_size
-    return MinLSTMParams(
-        kernel=draw(kernel_init, k_w, (input_size, h3), dtype),
-        bias=draw(bias_init, k_b, (h3,), dtype) if use_bias else None,
-    )
+    return init_min(MinLSTMParams, 3, key, input_size, hidden_size, dtype, use_bias,
+                    kernel_init, bias_init)  # fmt: skip
 
 
 def min_lstm_coefficients(k: jax.Array) -> tuple[jax.Array, jax.Array]:
