@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import jaxrnn
 
@@ -157,3 +159,24 @@ def test_errors_name_the_argument():
         jaxrnn.gru(params, x, method="deer", fallback="scan")
     with pytest.raises(ValueError, match=r"max_iter=0; it must be an integer >= 1"):
         jaxrnn.gru(params, x, method="deer", max_iter=0)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    cell=st.sampled_from(sorted(CELLS)),
+    method=st.sampled_from(NEWTON),
+    lengths=st.lists(st.integers(0, 23), min_size=3, max_size=3),
+    scale=st.floats(0.2, 1.5),
+    seed=st.integers(0, 2**16),
+)
+def test_property_newton_equals_sequential(cell, method, lengths, scale, seed):
+    # fixed shapes (one compile per cell and method); lengths, weights and inputs vary
+    params, x, state = _data(cell, 3, 23, inputs=2, hidden=4, seed=seed)
+    params = params._replace(recurrent_kernel=scale * params.recurrent_kernel)
+    kw = dict(initial_state=state, seq_lengths=jnp.array(lengths), return_sequences=True)
+    ys, info = CELLS[cell][1](params, x, method=method, return_info=True, **kw)
+    ref = CELLS[cell][1](params, x, **kw)
+    # converged or not, the default fallback returns the sequential result
+    np.testing.assert_allclose(ys, ref, rtol=1e-4, atol=1e-5)
+    if bool(info.converged):
+        assert int(info.iterations) <= 23 + 1  # at most T iterations make every state exact
