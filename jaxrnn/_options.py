@@ -14,17 +14,16 @@ docstrings (the test says where they differ), use it in ``_layers._run``, test i
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from typing import Any
 
 import jax.numpy as jnp
-import numpy as np
 
 from ._cells.activations import get_activation
-from ._checks import check_flag, positive_int
+from ._checks import check_flag
 from ._dropout import check_rate
 from ._remat import check_remat
+from ._time import newton
 from ._unroll import check_unroll
 
 IMPLS = ("auto", "fast", "scan")
@@ -68,30 +67,17 @@ def check_method(method: Any, where: str, name: str = "method") -> None:
         )
 
 
+# the Newton options are checked by the solver's own check (one message for each)
 def _check_tol(value: Any, where: str, name: str) -> None:
-    if value is not None and (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float, np.floating, np.integer))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(
-            f"{where}: {name}={value!r}; it must be a number > 0 (the relative change of the "
-            "states at which the Newton iterations stop), or None for the default."
-        )
+    newton.check_options("sequential", value, None, "sequential", where)
 
 
 def _check_max_iter(value: Any, where: str, name: str) -> None:
-    if value is not None:
-        positive_int(value, where, name, what=" (Newton iterations), or None for the default")
+    newton.check_options("sequential", None, value, "sequential", where)
 
 
 def _check_fallback(value: Any, where: str, name: str) -> None:
-    if value not in ("sequential", None):
-        raise ValueError(
-            f"{where}: {name}={value!r}; use 'sequential' (run the step-by-step scan when the "
-            "Newton iterations do not converge) or None (return the last iterate)."
-        )
+    newton.check_options("sequential", None, None, value, where)
 
 
 def check_matmul_dtype(dtype: Any, where: str, name: str = "matmul_dtype") -> str | None:

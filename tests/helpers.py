@@ -216,3 +216,20 @@ def eager_unless(compiled_tests: set[str]):
                 yield
 
     return _eager_unless_compiled
+
+
+def rel_err(a, b) -> float:
+    """max |a - b| / max |b| in float64 (0 for empty arrays)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.size == 0:
+        return 0.0
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12))
+
+
+def assert_tree_close(got, ref, tol, what):
+    """Every leaf of ``got`` within relative error ``tol`` (``rel_err``) of ``ref``'s."""
+    for (path, g), r in zip(
+        jax.tree_util.tree_flatten_with_path(got)[0], jax.tree.leaves(ref), strict=True
+    ):
+        err = rel_err(g, r)
+        assert err <= tol, f"{what}{jax.tree_util.keystr(path)}: relative error {err:.2e}"

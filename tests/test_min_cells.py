@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 import jaxrnn
 from jaxrnn._cells.spec import spec_named
+from tests.helpers import assert_tree_close, rel_err
 
 CELLS = ("min_gru", "min_lstm")
 METHODS = ("sequential", "associative", "chunked")
@@ -90,23 +91,6 @@ def _data(cell, batch, steps, inputs=4, hidden=5, seed=0):
     return params, x, h0
 
 
-def _rel(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.size == 0:
-        return 0.0
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12))
-
-
-def _assert_tree_close(got, ref, tol, what):
-    for (path, g), r in zip(
-        jax.tree_util.tree_flatten_with_path(got)[0],
-        jax.tree.leaves(ref),
-        strict=True,
-    ):
-        err = _rel(g, r)
-        assert err <= tol, f"{what}{jax.tree_util.keystr(path)}: relative error {err:.2e}"
-
-
 # -- equations -------------------------------------------------------------------
 
 
@@ -175,7 +159,7 @@ def test_methods_agree_on_values_and_gradients(cell, steps, with_lengths):
         fn = jax.jit(jax.value_and_grad(functools.partial(_loss, cell, method), (1, 2, 3)))
         grads[method] = fn(lengths, params, x, h0)
     for method in METHODS[1:]:
-        _assert_tree_close(grads[method], grads["sequential"], 1e-5, f"{method} vs sequential")
+        assert_tree_close(grads[method], grads["sequential"], 1e-5, f"{method} vs sequential")
     if steps <= 1000 and not with_lengths:
 
         def ref_loss(params, x, h0):
@@ -184,7 +168,7 @@ def test_methods_agree_on_values_and_gradients(cell, steps, with_lengths):
             return jnp.sum(w * ys) + jnp.sum(jnp.sin(h))
 
         ref = jax.value_and_grad(ref_loss, (0, 1, 2))(params, x, h0)
-        _assert_tree_close(grads["sequential"], ref, 1e-5, "sequential vs plain scan")
+        assert_tree_close(grads["sequential"], ref, 1e-5, "sequential vs plain scan")
 
 
 def test_min_gru_exact_at_t_1e5():
@@ -192,7 +176,7 @@ def test_min_gru_exact_at_t_1e5():
     ref = jaxrnn.min_gru(params, x, initial_state=h0, return_sequences=True, method="sequential")
     for method in ("associative", "chunked"):
         got = jaxrnn.min_gru(params, x, initial_state=h0, return_sequences=True, method=method)
-        assert _rel(got, ref) <= 1e-5, method
+        assert rel_err(got, ref) <= 1e-5, method
     # and against the float64 equations over the first and the last 200 steps
     valid = np.ones((1, 200), bool)
     ys, _ = np_layer("min_gru", params, x[:, :200], h0, valid, False)
@@ -241,7 +225,7 @@ def test_nan_padding_reaches_no_value_and_no_gradient(method):
         v0, g0 = jax.value_and_grad(loss, (0, 1, 2))(params, clean, h0)
         assert np.isfinite(v) and all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(g))
         np.testing.assert_allclose(v, v0, rtol=1e-6)
-        _assert_tree_close(g, g0, 1e-6, "dirty vs clean padding")
+        assert_tree_close(g, g0, 1e-6, "dirty vs clean padding")
         assert float(jnp.abs(jnp.where(pad, g[1], 0)).max()) == 0.0
 
 
@@ -317,7 +301,7 @@ def test_vmap_jit_and_remat_agree():
         np.testing.assert_allclose(got, jnp.stack(singles), rtol=1e-5, atol=1e-6)
     g = jax.grad(lambda p: jnp.sum(jaxrnn.min_lstm(p, x, remat="sqrt") ** 2))(params)
     g0 = jax.grad(lambda p: jnp.sum(jaxrnn.min_lstm(p, x) ** 2))(params)
-    _assert_tree_close(g, g0, 1e-5, "remat='sqrt'")
+    assert_tree_close(g, g0, 1e-5, "remat='sqrt'")
     # forward-mode autodiff runs the generic scan (the parallel methods' VJP has no JVP)
     tangent = jax.jvp(lambda p: jaxrnn.min_lstm(p, x), (params,), (params,))[1]
     assert tangent.shape == (4, 6) and np.isfinite(tangent).all()
@@ -330,7 +314,7 @@ def test_realistic_size_methods_agree_with_gradients():
         fn = jax.jit(jax.value_and_grad(functools.partial(_loss, "min_gru", method, None), (0, 1)))
         out[method] = fn(params, x, h0)
     for method in METHODS[1:]:
-        _assert_tree_close(out[method], out["sequential"], 1e-5, method)
+        assert_tree_close(out[method], out["sequential"], 1e-5, method)
 
 
 # -- errors ------------------------------------------------------------------------------

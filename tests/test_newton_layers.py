@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxrnn
+from tests.helpers import assert_tree_close, rel_err
 
 CELLS = {
     "rnn": (jaxrnn.init_rnn, jaxrnn.simple_rnn),
@@ -26,18 +27,6 @@ CELLS = {
     "gru": (jaxrnn.init_gru, jaxrnn.gru),
 }
 NEWTON = ("quasi_deer", "deer")
-
-
-def _rel(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.size == 0:
-        return 0.0
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12))
-
-
-def _close(got, ref, tol, what):
-    for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(ref), strict=True):
-        assert _rel(g, r) <= tol, f"{what}: relative error {_rel(g, r):.2e}"
 
 
 def _data(cell, batch, steps, inputs=3, hidden=6, seed=0):
@@ -75,7 +64,9 @@ def test_newton_layer_equals_sequential_with_gradients(cell, method):
         ref_fn = functools.partial(_loss, cell, "sequential", kw)
         got = jax.jit(jax.value_and_grad(fn, (0, 1, 2)))(params, x, state)
         ref = jax.jit(jax.value_and_grad(ref_fn, (0, 1, 2)))(params, x, state)
-        _close(got, ref, 1e-5, f"{cell}/{method}/T={steps}/lengths={lengths}/{go_backwards=}")
+        assert_tree_close(
+            got, ref, 1e-5, f"{cell}/{method}/T={steps}/lengths={lengths}/{go_backwards=}"
+        )
 
 
 @pytest.mark.parametrize("method", NEWTON)
@@ -84,12 +75,12 @@ def test_gru_at_t_1000_and_lstm_with_a_mask(method):
     got, info = jaxrnn.gru(params, x, method=method, return_sequences=True, return_info=True)
     ref = jaxrnn.gru(params, x, return_sequences=True)
     assert bool(info.converged) and int(info.iterations) <= 16, info
-    assert _rel(got, ref) <= 1e-5
+    assert rel_err(got, ref) <= 1e-5
     params, x, state = _data("lstm", 2, 40, seed=2)
     mask = jax.random.bernoulli(jax.random.key(3), 0.7, (2, 40))
     got = jaxrnn.lstm(params, x, mask=mask, initial_state=state, method=method, return_state=True)
     ref = jaxrnn.lstm(params, x, mask=mask, initial_state=state, return_state=True)
-    _close(got, ref, 1e-5, "lstm with a mask")
+    assert_tree_close(got, ref, 1e-5, "lstm with a mask")
 
 
 @pytest.mark.parametrize("method", NEWTON)
@@ -102,7 +93,7 @@ def test_nan_padding_reaches_no_value_and_no_gradient(method):
     dirty = fn(params, jnp.where(pad, jnp.nan, x), state)
     clean = fn(params, jnp.where(pad, 0.0, x), state)
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(dirty))
-    _close(dirty, clean, 1e-6, "NaN vs zero padding")
+    assert_tree_close(dirty, clean, 1e-6, "NaN vs zero padding")
     assert float(jnp.abs(jnp.where(pad, dirty[1][1], 0)).max()) == 0.0
 
 
