@@ -1,12 +1,15 @@
 """Parallel-in-time evaluation against the sequential scan: iterations, error, time.
 
-    python benchmarks/parallel_time.py [--quick] [--sections newton] [--cells gru,lstm,rnn]
+    python benchmarks/parallel_time.py [--quick] [--sections newton,stress] [--cells gru,lstm,rnn]
         [--methods quasi_deer,deer] [--steps 1000,10000,100000] [--batches 1,16]
         [--hidden 8,32,64] [--linear auto] [--reps 5] [--budget 20]
-        [--memory-gb 6] [--out RESULTS.md]
+        [--memory-gb 6] [--stress-scale 4] [--out RESULTS.md]
 
 One table per section; each section is a function ``(args) -> rows`` in
 ``SECTIONS`` (add one to benchmark another family of methods).
+
+**stress** (``--stress-scale``, default 4): the layers' Newton methods on a
+recurrent kernel scaled far from contraction, with and without the fallback.
 
 **newton** (``jaxrnn._time.newton.solve``, behind ``jaxrnn.unroll(step, ...,
 method=...)`` and the layers' ``method=``):
@@ -205,7 +208,60 @@ def _unroll_newton(step, params, xs, carry, method, linear):
     return jnp.swapaxes(ys, 0, 1), info
 
 
-SECTIONS = {"newton": newton_section}
+# --- the stress section -----------------------------------------------------------------
+
+
+def stress_section(args) -> tuple[list[str], list[str]]:
+    """Far from contraction: Keras' initialisation with the recurrent kernel scaled
+    by ``--stress-scale``, T = 1000, B = 4, input size 8, each H of ``--hidden``
+    (capped at 32). Newton runs with ``fallback=None`` (the last finite iterate);
+    **err** is its max |error| against the step-by-step scan (``impl="scan"``, the
+    fallback's algorithm), **with fallback** that of the default
+    ``fallback="sequential"``. (Such a recurrence can be chaotic: the fused layer and
+    the scan, both exact in float32 arithmetic, may part after a few steps; the
+    note under the table gives their distance.)"""
+    steps, batch = (200 if args.quick else 1000), 4
+    header = [
+        f"## Newton's methods far from contraction: recurrent kernel x{args.stress_scale:g}, "
+        f"T = {steps}, B = {batch}",
+        "",
+        "| cell | H | method | iters | conv | final residual | err | err with fallback |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for line in header:
+        print(line, flush=True)
+    rows, notes = list(header), []
+    for cell in args.cells:
+        init, _, layer, _ = CELLS[cell]
+        for hidden in sorted({min(h, 32) for h in args.hidden}):
+            params = init(jax.random.key(0), 8, hidden)
+            params = params._replace(recurrent_kernel=args.stress_scale * params.recurrent_kernel)
+            xs = jax.random.normal(jax.random.key(1), (batch, steps, 8))
+            ref = layer(params, xs, return_sequences=True, impl="scan")
+            fused = layer(params, xs, return_sequences=True)
+            apart = float(jnp.max(jnp.abs(fused - ref)))
+            if apart > 1e-4:
+                notes.append(
+                    f"{cell} H={hidden}: the fused layer and the scan differ by {apart:.1e} "
+                    "(rounding, amplified by a chaotic recurrence)"
+                )
+            for method in args.methods:
+                kw = dict(method=method, return_sequences=True, return_info=True)
+                ys, info = layer(params, xs, fallback=None, **kw)
+                safe, _ = layer(params, xs, **kw)
+                err = float(jnp.max(jnp.abs(ys - ref)))
+                safe_err = float(jnp.max(jnp.abs(safe - ref)))
+                row = (
+                    f"| {cell} | {hidden} | {method} | {int(info.iterations)} | "
+                    f"{'yes' if bool(info.converged) else 'no'} | {float(info.residual):.1e} | "
+                    f"{err:.1e} | {safe_err:.1e} |"
+                )
+                print(row, flush=True)
+                rows.append(row)
+    return rows, notes
+
+
+SECTIONS = {"newton": newton_section, "stress": stress_section}
 
 
 # --- main -------------------------------------------------------------------------------
@@ -233,6 +289,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--budget", type=float, default=20.0, help="seconds per measurement")
     ap.add_argument("--memory-gb", type=float, default=6.0, help="skip larger programs")
+    ap.add_argument("--stress-scale", type=float, default=4.0, help="stress: kernel scale")
     ap.add_argument("--out", default=None, help="append the tables to this file")
     args = ap.parse_args(argv)
     args.cells = args.cells.split(",")

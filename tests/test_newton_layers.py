@@ -47,9 +47,12 @@ def _loss(cell, method, kw, params, x, state):
     return jnp.sum(w * ys) + sum(jnp.sum(jnp.sin(s)) for s in jax.tree.leaves(final))
 
 
-# (T, lengths, go_backwards): each case compiles its own program, so few cases cover
-# the empty and the one-step sequence, lengths, and the reverse direction at T = 300
-CASES = [(0, False, False), (1, False, True), (7, True, False), (300, True, True)]
+# (T, lengths, go_backwards): T = 0, 1 and 7 with and without lengths, each direction;
+# T = 1000 and 10000 in test_long_sequences_equal_sequential_with_gradients
+CASES = [
+    (0, False, False), (0, True, True), (1, False, True), (1, True, False),
+    (7, True, False), (7, False, True), (300, True, True),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -67,6 +70,25 @@ def test_newton_layer_equals_sequential_with_gradients(cell, method):
         assert_tree_close(
             got, ref, 1e-5, f"{cell}/{method}/T={steps}/lengths={lengths}/{go_backwards=}"
         )
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("method", NEWTON)
+@pytest.mark.parametrize("steps", [1000, 10000])
+def test_long_sequences_equal_sequential_with_gradients(cell, method, steps):
+    # default tol and max_iter: values and gradients to 1e-5 relative, with and without
+    # lengths (the refinement below tol is what brings quasi-DEER's gradients there)
+    for lengths in (False, True):
+        params, x, state = _data(cell, 2, steps, hidden=16, seed=steps + lengths)
+        kw = {"seq_lengths": jnp.array([steps, steps // 3])} if lengths else {}
+        fn = functools.partial(_loss, cell, method, kw)
+        ref_fn = functools.partial(_loss, cell, "sequential", kw)
+        got = jax.jit(jax.value_and_grad(fn, (0, 1, 2)))(params, x, state)
+        ref = jax.jit(jax.value_and_grad(ref_fn, (0, 1, 2)))(params, x, state)
+        assert_tree_close(got, ref, 1e-5, f"{cell}/{method}/T={steps}/{lengths=}")
+        *_, info = CELLS[cell][1](params, x, initial_state=state, method=method,
+                                  fallback=None, return_info=True, **kw)  # fmt: skip
+        assert bool(info.converged), info  # the Newton result, not the fallback's
 
 
 @pytest.mark.parametrize("method", NEWTON)

@@ -23,7 +23,13 @@ offset is 0.
 **Stopping.** Iterate until the relative change of the states,
 ``max_field max|s^{k+1} − s^k| / max|s^{k+1}|`` (each state field, e.g. ``h`` and
 ``c``, relative to its own scale), is at most ``tol``, or ``max_iter``
-iterations. An iterate with a non-finite value ends the iterations unconverged;
+iterations. Once below ``tol``, the iterations continue towards ``tol / 10`` for as
+long as each one at least halves the change: where convergence is fast (DEER, and
+quasi-DEER on the GRU and LSTM) that costs two or three iterations and brings the
+error of the states, and of the gradients computed around them, from about ``tol``
+to the float32 rounding floor (measured: gradients 2.3e-5 → 1.2e-6 relative for
+the GRU at T = 1000); at that floor, or converging slowly, they stop at once.
+An iterate with a non-finite value ends the iterations unconverged;
 it is never returned. Unconverged, ``fallback="sequential"`` returns the
 step-by-step scan's result instead (chosen by ``lax.cond`` in the same compiled
 program), ``fallback=None`` the last finite iterate. ``NewtonInfo`` tells which.
@@ -590,21 +596,30 @@ def _relative_change(problem, new, old):
 
 def _iterate(problem, update, start):
     """``s ← update(s)`` until the relative change is at most ``tol``, or ``max_iter``
-    times, or a non-finite iterate (which is dropped). Returns ``(s, NewtonInfo)``."""
+    times, or a non-finite iterate (which is dropped). Returns ``(s, NewtonInfo)``.
+
+    Below ``tol`` the iterations go on towards ``tol / 10`` while each still at least
+    halves the change (see "Stopping" above): converging fast, a few more iterations
+    cut the error several-fold; at the rounding floor, or converging slowly, they stop.
+    """
     config = problem.config
 
     def cond(carry):
-        k, _, residual = carry
-        return (k < config.max_iter) & (residual > config.tol) & ~jnp.isposinf(residual)
+        k, _, residual, previous = carry
+        refining = (residual > config.tol / 10) & (residual <= 0.5 * previous)
+        return (
+            (k < config.max_iter) & ((residual > config.tol) | refining) & ~jnp.isposinf(residual)
+        )
 
     def body(carry):
-        k, s, _ = carry
+        k, s, residual, _ = carry
         new = update(s)
-        residual = _relative_change(problem, new, s)
-        return k + 1, jnp.where(jnp.isfinite(residual), new, s), residual
+        change = _relative_change(problem, new, s)
+        return k + 1, jnp.where(jnp.isfinite(change), new, s), change, residual
 
     big = jnp.full((), jnp.finfo(start.dtype).max, start.dtype)  # "not yet measured"
-    k, s, residual = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), start, big))
+    zero = jnp.zeros((), jnp.int32)
+    k, s, residual, _ = jax.lax.while_loop(cond, body, (zero, start, big, big))
     return s, NewtonInfo(k, residual, residual <= config.tol)
 
 
