@@ -37,7 +37,7 @@ def positive_int(value: Any, where: str, arg: str, *, minimum: int = 1, what: st
 
     ``what`` is appended to the message, e.g. ``" (steps per window)"``.
 
-    Example:
+    Examples:
         >>> positive_int(3, "fit", "epochs")
         3
         >>> positive_int(True, "fit", "epochs")
@@ -59,7 +59,7 @@ def lookup(
     known names and ending ``or pass {alternative}.``; anything else raises
     ``TypeError: {where}: {arg} must be {expected}, got <type>.``
 
-    Example:
+    Examples:
         >>> table = {"one": 1}
         >>> lookup(table, "one", "f", "x", alternative="a callable", expected="a name")
         1

@@ -71,7 +71,11 @@ def bidirectional(
         merge_mode: ``"concat"`` (default), ``"sum"``, ``"mul"``, ``"ave"`` or None
             (return ``(forward, backward)`` unmerged).
         initial_state: a pair ``(forward_state, backward_state)`` or None.
-        return_sequences, return_state, seq_lengths, mask, time_major: as the layer.
+        return_sequences: as the layer's.
+        return_state: as the layer's.
+        seq_lengths: as the layer's.
+        mask: as the layer's.
+        time_major: as the layer's.
         key: split into one dropout key per direction.
         **layer_kwargs: passed to both directions (``dropout``, ``training``, ``unroll``,
             activations...).
@@ -79,7 +83,7 @@ def bidirectional(
     Returns:
         The merged output; with ``return_state``, ``(output, (fw_state, bw_state))``.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, jaxrnn
         >>> k1, k2 = jax.random.split(jax.random.key(0))
         >>> p = BidirectionalParams(jaxrnn.init_lstm(k1, 3, 4), jaxrnn.init_lstm(k2, 3, 4))
@@ -159,15 +163,18 @@ def stacked(
             ``k-1``'s output size).
         x: ``(B, T, F)`` (``(T, B, F)`` with ``time_major``).
         initial_state: one state per layer, or None for zeros.
-        return_sequences, return_state, seq_lengths, mask, time_major: as the layers;
-            lengths and masks apply to every layer.
+        return_sequences: as the layers'.
+        return_state: as the layers'.
+        seq_lengths: as the layers'; the lengths apply to every layer.
+        mask: as the layers'; the mask applies to every layer.
+        time_major: as the layers'.
         key: split into one dropout key per layer.
         **layer_kwargs: passed to every layer (``dropout``, ``training``, ...).
 
     Returns:
         The last layer's output; with ``return_state``, ``(output, [state per layer])``.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, jaxrnn
         >>> ks = jax.random.split(jax.random.key(0), 3)
         >>> ps = [jaxrnn.init_rnn(ks[0], 1, 20)] + [jaxrnn.init_rnn(k, 20, 20) for k in ks[1:]]

@@ -104,7 +104,7 @@ def make_dropout_masks(
     masks are then always drawn, with the structure of a positive rate, and a
     traced rate of 0 keeps every unit.
 
-    Example:
+    Examples:
         >>> m = make_dropout_masks(jax.random.key(0), (2,), 3, 4, 4, dropout=0.5)
         >>> m.input.shape, m.recurrent
         ((2, 3), None)

@@ -77,7 +77,7 @@ class EarlyStopping(NamedTuple):
     state) of the best epoch at the end of training, whether or not it stopped
     early. ``mode="auto"`` is ``"max"`` when the name contains ``"acc"``, else ``"min"``.
 
-    Example:
+    Examples:
         >>> EarlyStopping(patience=3).monitor
         'val_loss'
     """
@@ -92,7 +92,7 @@ class EarlyStopping(NamedTuple):
     def resolved_mode(self) -> str:
         """``"min"`` or ``"max"``: ``mode``, with ``"auto"`` resolved from the monitor's name.
 
-        Example:
+        Examples:
             >>> EarlyStopping("val_acc").resolved_mode, EarlyStopping("val_loss").resolved_mode
             ('max', 'min')
         """
@@ -118,7 +118,7 @@ class EarlyStopping(NamedTuple):
 
         A pure function: the result's ``stopped_epoch`` is set when training should stop.
 
-        Example:
+        Examples:
             >>> es = EarlyStopping("loss", patience=1)
             >>> seen = es.start()
             >>> for epoch, loss in enumerate([3.0, 2.0, 2.5, 1.0]):
@@ -158,7 +158,7 @@ class History:
         stopped_epoch: the epoch at which early stopping stopped training, else None.
         best_epoch: the best epoch of the early-stopping monitor, else None.
 
-    Example:
+    Examples:
         >>> h = History()
         >>> h.append(0, {"loss": 1.0})
         >>> h["loss"], h.epoch
@@ -657,8 +657,9 @@ def fit(
         params: the initial parameter pytree, or a ``TrainState`` to resume from
             (its ``opt_state`` must come from the same optimizer).
         optimizer: an optax optimizer or a Keras name (``"adam"``, ``"sgd"``, ...).
-        x, y: NumPy (or JAX) arrays, or pytrees (tuples, dicts) of them, with a leading
+        x: a NumPy (or JAX) array, or a pytree (tuple, dict) of them, with a leading
             example axis; a Python list is read as one array (see Data above).
+        y: the targets, as ``x``.
         key: a ``jax.random`` key for shuffling and the per-step keys (required).
         epochs: passes over the data.
         batch_size: examples per step.
@@ -701,7 +702,7 @@ def fit(
         TypeError: a missing key, a bad optimizer or metrics, a ``loss_fn`` that cannot
             be called as ``loss_fn(params, x, y, key)``.
 
-    Example:
+    Examples:
         >>> loss = lambda p, x, y, key: jnp.mean((x @ p - y) ** 2)
         >>> x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
         >>> y = x @ np.array([1.0, -2.0, 0.5], np.float32)

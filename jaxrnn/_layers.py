@@ -348,7 +348,7 @@ def simple_rnn(
         The last output ``(B, H)`` or, with ``return_sequences``, all outputs
         ``(B, T, H)``; with ``return_state``, ``(output, final_h)``.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, jaxrnn
         >>> p, x = jaxrnn.init_rnn(jax.random.key(0), 3, 4), jnp.ones((2, 5, 3))
         >>> ys, h = jaxrnn.simple_rnn(p, x, return_sequences=True, return_state=True)
@@ -444,7 +444,7 @@ def lstm(
             ``return_sequences=True``), feature/hidden-size mismatches, bad lengths.
         TypeError: non-float ``x``, wrongly typed state, lengths or mask.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, jaxrnn
         >>> p = jaxrnn.init_lstm(jax.random.key(0), 3, 4)
         >>> jaxrnn.lstm(p, jnp.ones((2, 5, 3)), return_sequences=True).shape
@@ -487,7 +487,7 @@ def gru(
         The last output ``(B, H)`` or all outputs ``(B, T, H)``; with
         ``return_state``, ``(output, final_h)``.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, jaxrnn
         >>> p = jaxrnn.init_gru(jax.random.key(0), 3, 4)
         >>> y, h = jaxrnn.gru(p, jnp.ones((2, 5, 3)), go_backwards=True, return_state=True)
@@ -536,7 +536,7 @@ def min_gru(
         The last output ``(B, H)`` or all outputs ``(B, T, H)``; with
         ``return_state``, ``(output, final_h)``.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, jaxrnn
         >>> p = jaxrnn.init_min_gru(jax.random.key(0), 3, 4)
         >>> x = jnp.ones((2, 100, 3))
@@ -581,7 +581,7 @@ def min_lstm(
         What ``jaxrnn.min_gru`` returns: ``(B, H)``, ``(B, T, H)``, or with
         ``return_state`` a pair ``(output, final_h)``.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, jaxrnn
         >>> p = jaxrnn.init_min_lstm(jax.random.key(0), 3, 4)
         >>> ys, h = jaxrnn.min_lstm(p, jnp.ones((2, 5, 3)), return_sequences=True,

@@ -52,7 +52,7 @@ class TrainState(NamedTuple):
     def create(cls, params: Any, optimizer: optax.GradientTransformation | str) -> TrainState:
         """A fresh state: ``TrainState(params, optimizer.init(params), 0)``.
 
-        Example:
+        Examples:
             >>> s = TrainState.create({"w": jnp.zeros(3)}, "sgd")
             >>> int(s.step)
             0
@@ -71,7 +71,7 @@ def get_optimizer(optimizer: optax.GradientTransformation | str) -> optax.Gradie
     Raises:
         ValueError: an unknown name. TypeError: neither a name nor an optax transformation.
 
-    Example:
+    Examples:
         >>> tx = get_optimizer("adam")
         >>> type(tx).__name__
         'GradientTransformationExtraArgs'
@@ -293,7 +293,7 @@ def make_train_step(
     Returns:
         The step function; ``TrainState.create(params, optimizer)`` makes its first state.
 
-    Example:
+    Examples:
         >>> loss = lambda p, x, y, key: jnp.mean((x * p - y) ** 2)
         >>> step = make_train_step(loss, optax.sgd(0.1))
         >>> s = TrainState.create(jnp.array(0.0), optax.sgd(0.1))
@@ -395,7 +395,7 @@ def make_eval_step(
     The loss is called with ``key=None`` (inference: a layer with dropout takes
     ``training=key is not None``).
 
-    Example:
+    Examples:
         >>> ev = make_eval_step(lambda p, x, y, key: jnp.mean((x * p - y) ** 2))
         >>> float(ev(jnp.array(2.0), (jnp.ones(3), jnp.ones(3)))["loss"])
         1.0
@@ -628,7 +628,7 @@ def batch_slices(n: int, batch_size: int, drop_remainder: bool) -> list[slice]:
     """Consecutive slices of ``batch_size`` over ``range(n)``; the last, shorter one is kept
     unless ``drop_remainder``.
 
-    Example:
+    Examples:
         >>> [(s.start, s.stop) for s in batch_slices(5, 2, drop_remainder=False)]
         [(0, 2), (2, 4), (4, 5)]
     """
@@ -670,8 +670,9 @@ def evaluate(
     Args:
         loss_fn: ``loss_fn(params, x, y, key) -> scalar``.
         params: parameters (or a ``TrainState``).
-        x, y: arrays (or pytrees of arrays) with a leading example axis; a Python
+        x: array (or pytree of arrays) with a leading example axis; a Python
             list is one array, as in ``fit``.
+        y: the targets, as ``x``.
         batch_size: examples per evaluation step.
         metrics: ``{name: fn(params, x, y) -> scalar}``.
 
@@ -682,7 +683,7 @@ def evaluate(
         TypeError: ``loss_fn`` or a metric has the wrong signature.
         ValueError: mismatched example counts, a ragged list, a bad ``batch_size``.
 
-    Example:
+    Examples:
         >>> loss = lambda p, x, y, key: jnp.mean((x * p - y) ** 2)
         >>> evaluate(loss, jnp.array(1.0), np.ones((5, 2)), np.zeros((5, 2)), batch_size=2)
         {'loss': 1.0}

@@ -229,7 +229,7 @@ def unroll(
             "quasi_deer"`` for a step other than the built-in ones, or ``remat``
             with a Newton method.
 
-    Example:
+    Examples:
         >>> import jaxrnn
         >>> p = jaxrnn.init_gru(jax.random.key(0), 3, 4)
         >>> xs = jnp.ones((2, 5, 3))

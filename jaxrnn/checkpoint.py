@@ -196,7 +196,7 @@ def save(path: str | os.PathLike, tree: Any, *, timeout: float | None = None) ->
         TimeoutError: (multi-process) a process did not call ``save`` within
             ``timeout``, e.g. ``save`` called on process 0 only.
 
-    Example:
+    Examples:
         >>> import os, tempfile, jax, jax.numpy as jnp, optax, jaxrnn
         >>> params = jaxrnn.init_lstm(jax.random.key(0), 3, 4)
         >>> opt_state = optax.adam(1e-3).init(params)
@@ -448,7 +448,7 @@ def read_header(path: str | os.PathLike) -> dict:
         FileNotFoundError: no file at ``path`` (the message names it and what is nearby).
         ValueError: the file is empty, truncated, corrupted or not a checkpoint.
 
-    Example:
+    Examples:
         >>> import os, tempfile, jax, jaxrnn
         >>> path = os.path.join(tempfile.mkdtemp(), "p.ckpt")
         >>> save(path, jaxrnn.init_rnn(jax.random.key(0), 3, 4))
@@ -585,7 +585,7 @@ def restore(path: str | os.PathLike, target: Any = None, *, timeout: float | Non
         RuntimeError: (multi-process) another process could not read the file
             (its error is quoted).
 
-    Example:
+    Examples:
         >>> import os, tempfile, jax, jaxrnn
         >>> path = os.path.join(tempfile.mkdtemp(), "p.ckpt")
         >>> save(path, jaxrnn.init_gru(jax.random.key(0), 3, 4))

@@ -51,7 +51,7 @@ def input_gradient_norms(
         ValueError: ``x`` with fewer than 2 axes.
         TypeError: ``x`` not floating, or ``loss_fn`` not returning a scalar.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> x = jnp.ones((2, 3, 2))                              # (B, T, F)
         >>> w = jnp.array([1.0, 2.0, 3.0])[None, :, None]         # weight per step
@@ -110,7 +110,7 @@ def first_nonfinite(
     Opt-in and eager (it pulls values to the host): call it when a loss turns
     NaN, with the batch and parameters of that step.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, jaxrnn
         >>> p1, p2 = jaxrnn.init_gru(jax.random.key(0), 2, 3), jaxrnn.init_gru(jax.random.key(1), 3, 3)
         >>> x = jnp.ones((2, 5, 2)).at[1, 3, 0].set(jnp.inf)
@@ -160,7 +160,7 @@ def check_finite(
 
     The raising form of ``first_nonfinite`` (same arguments), for a debugging run.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, jaxrnn
         >>> p = jaxrnn.init_lstm(jax.random.key(0), 2, 3)
         >>> check_finite(jaxrnn.lstm, [p], jnp.ones((1, 4, 2)))   # finite: returns None

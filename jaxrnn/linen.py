@@ -75,7 +75,7 @@ def to_params(tree: Mapping, *, params_type: type | None = None) -> Any:
     A cell without recurrent kernel (``MinGRU``, ``MinLSTM``) cannot be told from
     its shapes: pass its type, ``params_type=jaxrnn.MinGRUParams``.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, jaxrnn, jaxrnn.linen
         >>> x = jnp.ones((2, 5, 3))
         >>> layer = jaxrnn.linen.LSTM(4)
@@ -134,7 +134,7 @@ def from_params(params: Any) -> dict:
     Use ``{'params': from_params(p)}`` as the variables of ``apply`` (add ``h0``/``c0``
     for a learnable initial state).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, jaxrnn, jaxrnn.linen
         >>> p = jaxrnn.init_gru(jax.random.key(0), 3, 4)
         >>> x = jnp.ones((2, 5, 3))
@@ -161,7 +161,7 @@ def reset_state(variables: Mapping) -> dict:
     """Zero the kept state of stateful layers: a copy of ``variables`` whose
     ``'state'`` collection is all zeros (Keras' ``reset_state``).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, jaxrnn.linen
         >>> layer = jaxrnn.linen.GRU(4, stateful=True)
         >>> x = jnp.ones((2, 5, 3))
@@ -361,7 +361,7 @@ class SimpleRNN(_Layer):
     Parameters (``'params'``): ``kernel`` ``(F, H)``, ``recurrent_kernel`` ``(H, H)``,
     ``bias`` ``(H,)``; ``to_params`` gives ``jaxrnn.RNNParams``.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, jaxrnn, jaxrnn.linen
         >>> layer = jaxrnn.linen.SimpleRNN(4, return_sequences=True)
         >>> x = jnp.ones((2, 5, 3))
@@ -392,23 +392,24 @@ class LSTM(_Layer):
         activation: callable or Keras name (default ``'tanh'``).
         recurrent_activation: callable or Keras name for the gates (default ``'sigmoid'``).
         unit_forget_bias: forget-gate bias initialised to one (Keras).
-        use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
-            return_sequences, return_state, go_backwards, unroll, time_major, impl,
-            remat, matmul_dtype, method, tol, max_iter, fallback, dtype: as
-            ``jaxrnn.nnx.LSTM``'s arguments (every
-            layer here has these fields).
-        dropout, recurrent_dropout: Keras' variational dropout rates; active when
+        dropout: Keras' variational dropout rate on the inputs; active when
             ``deterministic`` is False, with the ``'dropout'`` rng.
+        recurrent_dropout: the same on the recurrent state.
         deterministic: default of the call's ``deterministic`` (required, here or
             per call, when a dropout rate is set).
         stateful: keep the final state in the ``'state'`` collection (entries
             ``h``, ``c``); the batch size is fixed by ``init``.
         learnable_initial_state: parameters ``h0`` and ``c0`` ``(units,)``, zeros at init.
 
+    The fields use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
+    return_sequences, return_state, go_backwards, unroll, time_major, impl, remat,
+    matmul_dtype, method, tol, max_iter, fallback and dtype are as ``jaxrnn.nnx.LSTM``'s
+    arguments (every layer here has these fields).
+
     Parameters (``'params'``): ``kernel`` ``(F, 4H)``, ``recurrent_kernel``
     ``(H, 4H)``, ``bias`` ``(4H,)``; ``to_params`` gives ``jaxrnn.LSTMParams``.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, jaxrnn, jaxrnn.linen
         >>> layer = jaxrnn.linen.LSTM(4, dropout=0.2)
         >>> x = jnp.ones((2, 5, 3))
@@ -448,7 +449,7 @@ class GRU(_Layer):
     ``(H, 3H)``, ``bias`` ``(3H,)``, ``recurrent_bias`` ``(3H,)`` (reset-after only);
     ``to_params`` gives ``jaxrnn.GRUParams``.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, jaxrnn, jaxrnn.linen
         >>> layer = jaxrnn.linen.GRU(4, go_backwards=True)
         >>> x = jnp.ones((2, 5, 3))
@@ -482,7 +483,7 @@ class MinGRU(_Layer):
     ``bias`` ``(2H,)``; ``to_params(v, params_type=jaxrnn.MinGRUParams)`` gives
     ``jaxrnn.MinGRUParams``.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, jaxrnn, jaxrnn.linen
         >>> layer = jaxrnn.linen.MinGRU(4)
         >>> x = jnp.ones((2, 5, 3))
@@ -510,7 +511,7 @@ class MinLSTM(_Layer):
     ``kernel`` ``(F, 3H)``, ``bias`` ``(3H,)``; ``to_params(v,
     params_type=jaxrnn.MinLSTMParams)`` gives ``jaxrnn.MinLSTMParams``.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, jaxrnn, jaxrnn.linen
         >>> layer = jaxrnn.linen.MinLSTM(4, method="associative")
         >>> x = jnp.ones((2, 5, 3))
@@ -538,7 +539,7 @@ class Bidirectional(BidirectionalBase, _Recurrent):
     The parameters are ``{'forward_layer': ..., 'backward_layer': ...}``
     (``to_params``: ``jaxrnn.BidirectionalParams``).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, jaxrnn, jaxrnn.linen
         >>> bi = jaxrnn.linen.Bidirectional(jaxrnn.linen.LSTM(4), merge_mode='sum')
         >>> x = jnp.ones((2, 5, 3))
@@ -608,7 +609,7 @@ class Stacked(StackedBase, _Recurrent):
             ``[state per layer]``); None takes the last layer's setting.
         deterministic: None takes the first layer's.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, jaxrnn, jaxrnn.linen
         >>> deep = jaxrnn.linen.Stacked([jaxrnn.linen.GRU(4), jaxrnn.linen.GRU(4)])
         >>> x = jnp.ones((2, 5, 3))

@@ -85,7 +85,8 @@ def valid_mask(
     step is valid. Lengths outside ``[0, T]`` act as clipped.
 
     Args:
-        batch, num_steps: ``B`` and ``T``.
+        batch: ``B``.
+        num_steps: ``T``.
         seq_lengths: integer lengths ``(B,)``.
         mask: boolean ``(B, T)``.
 
@@ -95,7 +96,7 @@ def valid_mask(
     Raises:
         ValueError: wrong shapes. TypeError: non-integer lengths, non-boolean mask.
 
-    Example:
+    Examples:
         >>> valid_mask(2, 4, seq_lengths=jnp.array([3, 0])).astype(int).tolist()
         [[1, 1, 1, 0], [0, 0, 0, 0]]
     """
@@ -201,7 +202,7 @@ _DOC = """{title}
     Raises:
         ValueError: shapes of ``y_pred``, ``y_true``, lengths or mask disagree; bad reduction.
 
-    Example:
+    Examples:
         >>> y = jnp.array([[[1.0], [2.0], [9.0]]])           # (B=1, T=3, F=1)
         >>> float({name}(y, jnp.zeros((1, 3, 1)), seq_lengths=jnp.array([2])))
         {ex_mean}
@@ -300,7 +301,10 @@ def softmax_cross_entropy(
         logits: ``(B, T, C)`` unnormalised scores.
         labels: integer ``(B, T)`` class ids or float ``(B, T, C)`` one-hot or
             probability vectors; with ``last_step``, ``(B,)`` or ``(B, C)``.
-        seq_lengths, mask, reduction, last_step: as for ``mse``.
+        seq_lengths: as for ``mse``.
+        mask: as for ``mse``.
+        reduction: as for ``mse``.
+        last_step: as for ``mse``.
 
     Returns:
         A scalar, or the per-step (per-sequence with ``last_step``) losses for ``"none"``.
@@ -308,7 +312,7 @@ def softmax_cross_entropy(
     Raises:
         ValueError: shapes disagree. TypeError: labels neither integer nor float.
 
-    Example:
+    Examples:
         >>> logits = jnp.zeros((1, 3, 4))                    # uniform over 4 classes
         >>> l = softmax_cross_entropy(logits, jnp.array([[0, 1, -1]]), seq_lengths=jnp.array([2]))
         >>> round(float(l), 4)                               # log 4
@@ -338,12 +342,14 @@ def accuracy(logits, labels, *, seq_lengths=None, mask=None, last_step=False):
     Args:
         logits: ``(B, T, C)``.
         labels: integer ``(B, T)`` or one-hot ``(B, T, C)`` (``(B,)``/``(B, C)`` with ``last_step``).
-        seq_lengths, mask, last_step: as for ``softmax_cross_entropy``.
+        seq_lengths: as for ``softmax_cross_entropy``.
+        mask: as for ``softmax_cross_entropy``.
+        last_step: as for ``softmax_cross_entropy``.
 
     Returns:
         A scalar in ``[0, 1]``.
 
-    Example:
+    Examples:
         >>> logits = jnp.array([[[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]]])
         >>> float(accuracy(logits, jnp.array([[0, 0, 0]]), seq_lengths=jnp.array([2])))
         0.5

@@ -74,7 +74,7 @@ class RecurrentState(nnx.Variable):
     units)``; filter them with ``nnx.state(model, RecurrentState)``. Optimizers
     built with ``wrt=nnx.Param`` leave them alone.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, jaxrnn.nnx
         >>> from flax import nnx
         >>> layer = jaxrnn.nnx.GRU(3, 4, rngs=nnx.Rngs(0), stateful=True, batch_size=2)
@@ -319,7 +319,9 @@ class SimpleRNN(_Layer, kind="rnn"):
     ``return_sequences``, ``(B, T, units)``.
 
     Args:
-        in_features, units, rngs: as ``jaxrnn.nnx.LSTM``.
+        in_features: the input size ``F``, as in ``jaxrnn.nnx.LSTM``.
+        units: the hidden size ``H``.
+        rngs: ``nnx.Rngs``, as in ``jaxrnn.nnx.LSTM``.
         activation: callable or Keras name (default ``'tanh'``).
 
     Every other keyword is the modules' common option, documented in
@@ -327,7 +329,7 @@ class SimpleRNN(_Layer, kind="rnn"):
     their defaults. The parameters ``kernel``, ``recurrent_kernel``, ``bias`` are
     ``nnx.Param`` s in the Keras layout; ``params`` gives ``jaxrnn.RNNParams``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, jaxrnn, jaxrnn.nnx
         >>> from flax import nnx
         >>> layer = jaxrnn.nnx.SimpleRNN(3, 4, rngs=nnx.Rngs(0), return_sequences=True)
@@ -362,26 +364,38 @@ class LSTM(_Layer, kind="lstm"):
         recurrent_initializer: Keras name or ``jax.nn.initializers`` callable.
         bias_initializer: Keras name or ``jax.nn.initializers`` callable.
             Names: ``'glorot_uniform'``, ``'orthogonal'``, ``'zeros'``, ... (``INITIALIZERS``).
-        return_sequences, return_state, go_backwards, unroll, time_major, impl,
-            remat, matmul_dtype, method, tol, max_iter, fallback: passed to the
-            functional layer (``help(jaxrnn.lstm)``).
-        dropout, recurrent_dropout: Keras' variational dropout rates, applied
-            unless ``deterministic``.
+        return_sequences: passed to the functional layer (``help(jaxrnn.lstm)``).
+        return_state: passed to the functional layer.
+        go_backwards: passed to the functional layer.
+        dropout: Keras' variational dropout rate on the inputs, applied unless
+            ``deterministic``.
+        recurrent_dropout: the same on the recurrent state.
         deterministic: the call's default: True switches dropout off.
             False (the default) is training; ``module.eval()`` sets it to True.
+        unroll: passed to the functional layer.
         stateful: keep the final state between calls (as Keras).
             Needs ``batch_size``; ``reset_state()`` zeros it. The kept state is an
             ``nnx.Variable`` of type ``RecurrentState``, not a parameter.
         batch_size: the fixed batch size of a stateful layer.
         learnable_initial_state: learn the initial state (``h0``, and ``c0`` for the LSTM).
             Each ``(units,)``, broadcast over the batch, initialised to zeros.
+        time_major: passed to the functional layer.
         dtype: the parameters' dtype (inputs are cast to it).
+        impl: passed to the functional layer.
+        remat: passed to the functional layer.
+        matmul_dtype: passed to the functional layer.
+        method: passed to the functional layer.
+        tol: passed to the functional layer.
+        max_iter: passed to the functional layer.
+        fallback: passed to the functional layer.
 
     Attributes:
-        kernel, recurrent_kernel, bias: ``nnx.Param`` s in the Keras layout (the
-        GRU adds ``recurrent_bias``); ``params`` gives them as ``jaxrnn.LSTMParams``.
+        kernel: ``nnx.Param`` ``(F, 4H)``, Keras layout.
+        recurrent_kernel: ``nnx.Param`` ``(H, 4H)``.
+        bias: ``nnx.Param`` ``(4H,)`` (None without bias). The GRU adds
+            ``recurrent_bias``; ``params`` gives them as ``jaxrnn.LSTMParams``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, jaxrnn, jaxrnn.nnx
         >>> from flax import nnx
         >>> layer = jaxrnn.nnx.LSTM(3, 4, rngs=nnx.Rngs(0))
@@ -403,7 +417,9 @@ class GRU(_Layer, kind="gru"):
     Shapes: ``x`` ``(B, T, in_features)`` -> ``(B, units)`` or ``(B, T, units)``.
 
     Args:
-        in_features, units, rngs: as ``jaxrnn.nnx.LSTM``.
+        in_features: the input size ``F``, as in ``jaxrnn.nnx.LSTM``.
+        units: the hidden size ``H``.
+        rngs: ``nnx.Rngs``, as in ``jaxrnn.nnx.LSTM``.
         activation: callable or Keras name (default ``'tanh'``).
         recurrent_activation: callable or Keras name for the gates (default ``'sigmoid'``).
         reset_after: the GRU variant (True: Keras' and PyTorch's default).
@@ -412,7 +428,7 @@ class GRU(_Layer, kind="gru"):
     ``help(jaxrnn.nnx.LSTM)``. The parameters add ``recurrent_bias`` (None when
     ``reset_after=False`` or without bias); ``params`` gives ``jaxrnn.GRUParams``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, jaxrnn, jaxrnn.nnx
         >>> from flax import nnx
         >>> layer = jaxrnn.nnx.GRU(3, 4, rngs=nnx.Rngs(0), go_backwards=True)
@@ -431,14 +447,16 @@ class MinGRU(_Layer, kind="min_gru"):
     ``'chunked'`` evaluates it in parallel over time.
 
     Args:
-        in_features, units, rngs: as ``jaxrnn.nnx.LSTM``.
+        in_features: the input size ``F``, as in ``jaxrnn.nnx.LSTM``.
+        units: the hidden size ``H``.
+        rngs: ``nnx.Rngs``, as in ``jaxrnn.nnx.LSTM``.
 
     Every other keyword is the modules' common option, documented in
     ``help(jaxrnn.nnx.LSTM)``, except ``recurrent_initializer`` and
     ``recurrent_dropout``: there is no recurrent kernel. The parameters are
     ``kernel`` ``(F, 2H)`` and ``bias`` ``(2H,)``; ``params`` gives ``jaxrnn.MinGRUParams``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, jaxrnn, jaxrnn.nnx
         >>> from flax import nnx
         >>> layer = jaxrnn.nnx.MinGRU(3, 4, rngs=nnx.Rngs(0), return_sequences=True)
@@ -457,12 +475,14 @@ class MinLSTM(_Layer, kind="min_lstm"):
     (see ``jaxrnn.min_lstm``); the state is ``h`` alone.
 
     Args:
-        in_features, units, rngs: as ``jaxrnn.nnx.LSTM``.
+        in_features: the input size ``F``, as in ``jaxrnn.nnx.LSTM``.
+        units: the hidden size ``H``.
+        rngs: ``nnx.Rngs``, as in ``jaxrnn.nnx.LSTM``.
 
     The other keywords are those of ``jaxrnn.nnx.MinGRU``. The parameters are
     ``kernel`` ``(F, 3H)`` and ``bias`` ``(3H,)``; ``params`` gives ``jaxrnn.MinLSTMParams``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, jaxrnn, jaxrnn.nnx
         >>> from flax import nnx
         >>> layer = jaxrnn.nnx.MinLSTM(3, 4, rngs=nnx.Rngs(0))
@@ -497,7 +517,7 @@ class Bidirectional(BidirectionalBase, _Recurrent):
     ``return_state``; the state is ``(forward_state, backward_state)``.
     ``module.params`` is ``jaxrnn.BidirectionalParams(forward, backward)``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, jaxrnn, jaxrnn.nnx
         >>> from flax import nnx
         >>> bi = jaxrnn.nnx.Bidirectional(jaxrnn.nnx.LSTM(3, 4, rngs=nnx.Rngs(0)), rngs=nnx.Rngs(1))
@@ -585,7 +605,7 @@ class Stacked(StackedBase, _Recurrent):
 
     ``module.params`` is the list of the layers' parameters.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, jaxrnn, jaxrnn.nnx
         >>> from flax import nnx
         >>> rngs = nnx.Rngs(0)

@@ -80,7 +80,7 @@ def set_cpu_devices(n: int) -> None:
             set the count instead.
         ValueError: ``n`` is not a positive integer.
 
-    Example:
+    Examples:
         >>> set_cpu_devices(len(jax.devices()))    # a no-op: the count is already so
     """
     where = "set_cpu_devices"
@@ -195,7 +195,7 @@ def initialize(
             process has already joined a run; the message says what to do.
         ValueError: a bad count or id, or a coordinator address without a port.
 
-    Example:
+    Examples:
         >>> n = jax.device_count()                # JAX has started now, so:
         >>> initialize("127.0.0.1:1234", 2, 0)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
@@ -310,7 +310,7 @@ def data_mesh(devices: int | Sequence[jax.Device] | None = None, *, axis: str = 
         ValueError: no devices, more devices requested than exist, or a device
             listed twice.
 
-    Example:
+    Examples:
         >>> mesh = data_mesh(1)
         >>> mesh.axis_names, mesh.size
         (('batch',), 1)
@@ -361,7 +361,7 @@ def batch_sharding(mesh: Mesh, axis: str | None = None) -> NamedSharding:
     Returns:
         ``NamedSharding(mesh, PartitionSpec(axes))``.
 
-    Example:
+    Examples:
         >>> s = batch_sharding(data_mesh(1))
         >>> s.spec == PartitionSpec("batch"), s.num_devices
         (True, 1)
@@ -417,7 +417,7 @@ def shard_batch(batch: Any, mesh: Mesh, *, axis: str | None = None) -> Any:
         ValueError: a leaf's leading size is not divisible by the number of
             devices (the message suggests batch sizes), or a leaf is a scalar.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> x = shard_batch(jnp.ones((8, 5, 3)), data_mesh(1))
         >>> x.shape, x.sharding.num_devices
@@ -448,7 +448,7 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     Returns:
         The tree as ``jax.Array``s with ``NamedSharding(mesh, PartitionSpec())``.
 
-    Example:
+    Examples:
         >>> import jax, jaxrnn
         >>> p = replicate(jaxrnn.init_rnn(jax.random.key(0), 3, 4), data_mesh(1))
         >>> p.kernel.sharding.is_fully_replicated
@@ -511,7 +511,7 @@ def put_global(tree: Any, sharding: jax.sharding.Sharding) -> Any:
     Returns:
         The tree as ``jax.Array``s with ``sharding``.
 
-    Example:
+    Examples:
         >>> x = put_global(np.arange(8.0).reshape(4, 2), batch_sharding(data_mesh()))
         >>> x.shape, x.sharding.spec == PartitionSpec("batch")
         ((4, 2), True)
@@ -542,7 +542,7 @@ def global_batch(local_batch: Any, mesh: Mesh, *, axis: str | None = None) -> An
         ValueError: a leaf's rows do not divide over this process's devices of
             the mesh, or a leaf is a scalar.
 
-    Example:
+    Examples:
         >>> x = global_batch(np.ones((4, 3), np.float32), data_mesh())  # one process
         >>> x.shape
         (4, 3)
@@ -615,7 +615,7 @@ def _fingerprint(tree: Any) -> str:
     Leaves spread over several processes count by their local copy if
     replicated and are skipped if sharded (each process holds other rows).
 
-    Example:
+    Examples:
         >>> _fingerprint({"w": np.ones(3)}) == _fingerprint({"w": np.ones(3)})
         True
     """
@@ -652,7 +652,7 @@ def check_same(tree: Any, what: str, where: str) -> None:
         ValueError: the trees differ (the message names the processes).
         TimeoutError: a process did not call it within ``SYNC_TIMEOUT`` seconds.
 
-    Example:
+    Examples:
         >>> check_same({"w": np.ones(3)}, "parameters", "my_loop")  # one process: no-op
     """
     if jax.process_count() == 1:
@@ -711,7 +711,7 @@ def split_pays(rows: int, devices: int, *, steps: int = 1, parameters: int = 0) 
         steps: time steps per row (the sequence length).
         parameters: floating-point parameters (or state elements) of the model.
 
-    Example:
+    Examples:
         >>> lstm = 4 * 128 * (32 + 128 + 1)             # an LSTM, I = 32, H = 128
         >>> split_pays(32, 2, steps=100, parameters=lstm)
         True
@@ -904,7 +904,7 @@ def data_parallel_step(
         ValueError: (when called) a batch that is split but whose size is not
             divisible by the number of devices.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, optax
         >>> opt = optax.sgd(0.1)
         >>> def step_fn(state, batch):

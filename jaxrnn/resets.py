@@ -51,7 +51,7 @@ def with_resets(step: Step, initial_state: Any = None) -> Step:
         boolean with the carry's batch shape ``(...)`` (a trailing axis of 1 is
         also accepted).
 
-    Example:
+    Examples:
         >>> import jaxrnn
         >>> p = jaxrnn.init_gru(jax.random.key(0), 3, 4)
         >>> step = with_resets(jaxrnn.gru_step)
@@ -138,7 +138,11 @@ def unroll_with_resets(
         resets: boolean ``(B, T)`` (``(T, B)`` when ``time_major``).
         initial_state: the state a reset restores, a pytree like the carry whose
             leaves broadcast against it; default (None): zeros, as ``with_resets``.
-        time_major, seq_lengths, mask, unroll, remat: as for ``jaxrnn.unroll``.
+        time_major: as for ``jaxrnn.unroll``.
+        seq_lengths: as for ``jaxrnn.unroll``.
+        mask: as for ``jaxrnn.unroll``.
+        unroll: as for ``jaxrnn.unroll``.
+        remat: as for ``jaxrnn.unroll``.
 
     Returns:
         ``(final_carry, ys)``, as ``jaxrnn.unroll``.
@@ -147,7 +151,7 @@ def unroll_with_resets(
         ValueError: ``resets`` does not have the shape of ``xs``' leading axes.
         TypeError: ``resets`` is not boolean.
 
-    Example:
+    Examples:
         >>> import jaxrnn
         >>> p = jaxrnn.init_lstm(jax.random.key(0), 2, 3)
         >>> x = jnp.ones((1, 6, 2))

@@ -82,7 +82,7 @@ class SweepResult:
     def hparams(self, i: int) -> dict[str, Any]:
         """Row ``i`` of the table as a dict of Python scalars.
 
-        Example:
+        Examples:
             >>> r = sweep(lambda hp: (hp["lr"] ** 2, hp["lr"]), {"lr": [0.5, 0.25]})
             >>> r.hparams(1)
             {'lr': 0.25}
@@ -97,7 +97,7 @@ class SweepResult:
     def run(self, i: int) -> tuple[Any, Any]:
         """``(result, history)`` of configuration ``i``, leading axis removed.
 
-        Example:
+        Examples:
             >>> r = sweep(lambda hp: (hp["lr"] ** 2, hp["lr"] * jnp.arange(3.0)),
             ...           {"lr": [0.5, 0.25]})
             >>> result, history = r.run(0)
@@ -131,7 +131,7 @@ def grid(**axes: Any) -> dict[str, np.ndarray]:
         ValueError: no axes, an empty axis, or an axis that is not 1-D.
         TypeError: an axis of non-numeric values.
 
-    Example:
+    Examples:
         >>> t = grid(lr=[0.1, 0.01], seed=[0, 1, 2])
         >>> t["lr"].tolist()
         [0.1, 0.1, 0.1, 0.01, 0.01, 0.01]
@@ -413,7 +413,7 @@ def sweep(
         TypeError: non-numeric hyperparameters, or ``train_fn`` not returning a
             pair.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, optax
         >>> x = jnp.linspace(-1.0, 1.0, 16)
         >>> y = 3.0 * x - 0.5

@@ -40,7 +40,7 @@ def windows(tree: Any, window: int, *, where: str = "windows") -> Any:
         ValueError: a leaf with fewer than 2 axes, unequal ``T`` across leaves, or
             ``window`` not dividing ``T``.
 
-    Example:
+    Examples:
         >>> windows(jnp.zeros((2, 6, 3)), 2).shape
         (3, 2, 2, 3)
     """
@@ -123,7 +123,7 @@ def make_tbptt_step(
     Raises:
         ValueError: bad ``window`` or ``update``; at call time, ``window`` not dividing ``T``.
 
-    Example:
+    Examples:
         >>> import jaxrnn
         >>> from jaxrnn.train import TrainState
         >>> def loss_fn(p, h, x, y, key):

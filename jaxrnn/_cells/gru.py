@@ -49,7 +49,7 @@ def init_gru(
     with ``reset_after=False`` only ``bias`` (Keras' ``(3H,)``), and
     ``recurrent_bias`` is None.
 
-    Example:
+    Examples:
         >>> p = init_gru(jax.random.key(0), 3, 2)
         >>> p.kernel.shape, p.recurrent_bias.shape
         ((3, 6), (6,))
@@ -92,14 +92,16 @@ def gru_step(
         carry: the previous hidden state ``h``, ``(..., H)``.
         x: input ``(..., I)``.
         reset_after: which GRU (see the module docstring).
-        input_mask, recurrent_mask: optional dropout masks (shared ``(..., D)``
-            or per gate ``(..., 3, D)``); as in Keras, the masked ``h`` feeds the
-            matmuls only, the interpolation uses the unmasked ``h``.
+        input_mask: optional dropout mask for ``x``, shared ``(..., I)`` or per
+            gate ``(..., 3, I)``.
+        recurrent_mask: optional dropout mask for ``h``, shared ``(..., H)`` or per
+            gate ``(..., 3, H)``; as in Keras, the masked ``h`` feeds the matmuls
+            only, the interpolation uses the unmasked ``h``.
 
     Returns:
         ``(h', h')``.
 
-    Example:
+    Examples:
         >>> p = init_gru(jax.random.key(0), 3, 2)
         >>> h, y = gru_step(p, jnp.zeros((4, 2)), jnp.ones((4, 3)))
         >>> y.shape

@@ -42,7 +42,7 @@ def init_lstm(
     ``bias_init`` for the bias with the forget-gate slice set to one when
     ``unit_forget_bias`` (as Keras: ``[b_i, 1, b_g, b_o]``).
 
-    Example:
+    Examples:
         >>> p = init_lstm(jax.random.key(0), 3, 2)
         >>> p.bias.tolist()
         [0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
@@ -92,9 +92,12 @@ def lstm_step(
             ``(H, 4H)``, ``bias`` ``(4H,)`` or None; gates ``i, f, g, o``.
         carry: ``LSTMState(h, c)``, each ``(..., H)``.
         x: input ``(..., I)``, any leading batch dims or none.
-        activation, recurrent_activation: callables or Keras names.
-        input_mask, recurrent_mask: optional dropout masks for ``x`` and ``h``,
-            shared ``(..., D)`` or per gate ``(..., 4, D)``; ``c`` is never dropped.
+        activation: callable or Keras name, ``act`` above.
+        recurrent_activation: callable or Keras name for the gates, ``σ`` above.
+        input_mask: optional dropout mask for ``x``, shared ``(..., I)`` or per
+            gate ``(..., 4, I)``.
+        recurrent_mask: optional dropout mask for ``h``, shared ``(..., H)`` or per
+            gate ``(..., 4, H)``; ``c`` is never dropped.
 
     Returns:
         ``(LSTMState(h', c'), h')``.
@@ -103,7 +106,7 @@ def lstm_step(
         ValueError: sizes disagree with ``params``.
         TypeError: the carry is not an ``LSTMState``, or has the wrong dtype.
 
-    Example:
+    Examples:
         >>> p = init_lstm(jax.random.key(0), 3, 2)
         >>> s, y = lstm_step(p, LSTMState(jnp.zeros(2), jnp.zeros(2)), jnp.ones(3))
         >>> s.c.shape, y.shape

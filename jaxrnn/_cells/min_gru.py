@@ -38,7 +38,7 @@ def init_min_gru(
     """Initialise a minGRU cell with Keras' defaults for a dense kernel (Glorot
     uniform, zero bias).
 
-    Example:
+    Examples:
         >>> p = init_min_gru(jax.random.key(0), 3, 2)
         >>> p.kernel.shape, p.bias.shape
         ((3, 4), (4,))
@@ -65,7 +65,7 @@ def min_gru_coefficients(k: jax.Array) -> tuple[jax.Array, jax.Array]:
 
     ``k`` is ``(..., 2H)``; ``a``, ``b`` are ``(..., H)``.
 
-    Example:
+    Examples:
         >>> a, b = min_gru_coefficients(jnp.array([0.0, 2.0]))
         >>> a, b
         (Array([0.5], dtype=float32), Array([1.], dtype=float32))
@@ -98,7 +98,7 @@ def min_gru_step(
     Returns:
         ``(h', h')``.
 
-    Example:
+    Examples:
         >>> p = init_min_gru(jax.random.key(0), 3, 2)
         >>> h, y = min_gru_step(p, jnp.zeros((4, 2)), jnp.ones((4, 3)))
         >>> y.shape

@@ -35,7 +35,7 @@ def init_min_lstm(
     """Initialise a minLSTM cell with Keras' defaults for a dense kernel (Glorot
     uniform, zero bias).
 
-    Example:
+    Examples:
         >>> p = init_min_lstm(jax.random.key(0), 3, 2)
         >>> p.kernel.shape, p.bias.shape
         ((3, 6), (6,))
@@ -55,7 +55,7 @@ def min_lstm_coefficients(k: jax.Array) -> tuple[jax.Array, jax.Array]:
     by zero. ``k`` is ``(..., 3H)``. (This costs two exponentials per unit; the
     log-space form ``σ(log σ(k_f) − log σ(k_i))`` measured 4x slower on CPU.)
 
-    Example:
+    Examples:
         >>> a, b = min_lstm_coefficients(jnp.array([0.0, 0.0, 2.0]))
         >>> a, b
         (Array([0.5], dtype=float32), Array([1.], dtype=float32))
@@ -93,7 +93,7 @@ def min_lstm_step(
     Returns:
         ``(h', h')``.
 
-    Example:
+    Examples:
         >>> p = init_min_lstm(jax.random.key(0), 3, 2)
         >>> h, y = min_lstm_step(p, jnp.zeros((4, 2)), jnp.ones((4, 3)))
         >>> y.shape

@@ -76,7 +76,7 @@ def orthogonal(scale: float = 1.0, column_axis: int = -1):
     Returns:
         An initialiser ``init(key, shape, dtype=jnp.float32)``.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> u = orthogonal()(jax.random.key(0), (4, 16))      # an LSTM's U for H = 4: (H, 4H)
         >>> bool(jnp.allclose(u @ u.T, jnp.eye(4), atol=1e-5))

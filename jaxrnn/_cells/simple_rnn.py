@@ -34,7 +34,7 @@ def init_rnn(
     Glorot-uniform kernel, orthogonal recurrent kernel, zero bias. Initialisers
     are ``jax.nn.initializers`` callables ``(key, shape, dtype) -> array``.
 
-    Example:
+    Examples:
         >>> p = init_rnn(jax.random.key(0), 3, 5)
         >>> p.kernel.shape, p.recurrent_kernel.shape, p.bias.shape
         ((3, 5), (5, 5), (5,))
@@ -67,8 +67,9 @@ def rnn_step(
         x: the input at this step, shape ``(..., I)``; any leading batch dims
             (or none) as long as they broadcast with ``carry``'s.
         activation: callable or Keras name (``"tanh"``, ``"relu"``, ...).
-        input_mask, recurrent_mask: optional dropout masks multiplied onto
-            ``x`` and ``h`` before their matmuls (see ``make_dropout_masks``).
+        input_mask: optional dropout mask multiplied onto ``x`` before its
+            matmul (see ``make_dropout_masks``).
+        recurrent_mask: optional dropout mask multiplied onto ``h`` before its matmul.
 
     Returns:
         ``(h', h')``: the new carry and the output, both ``(..., H)``.
@@ -77,7 +78,7 @@ def rnn_step(
         ValueError: feature or hidden sizes disagree with ``params``.
         TypeError: non-float input, or a carry whose dtype is not the params'.
 
-    Example:
+    Examples:
         >>> p = init_rnn(jax.random.key(0), 3, 2)
         >>> h, y = rnn_step(p, jnp.zeros(2), jnp.ones(3))
         >>> h.shape

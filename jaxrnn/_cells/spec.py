@@ -25,7 +25,7 @@ import jax.numpy as jnp
 class CellSpec:
     """What the rest of jaxrnn needs to know about one cell.
 
-    Example:
+    Examples:
         >>> import jax, jaxrnn
         >>> spec = spec_of(jaxrnn.init_lstm(jax.random.key(0), 3, 2))
         >>> spec.kind, spec.gates, spec.state_fields, spec.keras

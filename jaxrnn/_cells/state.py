@@ -15,7 +15,7 @@ def zero_state(params: Any, batch_shape: tuple[int, ...] | int = ()) -> Any:
     ``LSTMParams`` give ``LSTMState(h, c)``; ``RNNParams`` and ``GRUParams`` give
     ``h``. Shapes are ``(*batch_shape, H)`` in the parameters' dtype.
 
-    Example:
+    Examples:
         >>> from jaxrnn import init_lstm
         >>> s = zero_state(init_lstm(jax.random.key(0), 3, 5), (2,))
         >>> s.h.shape, s.c.shape

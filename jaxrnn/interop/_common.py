@@ -32,7 +32,7 @@ class Converted(NamedTuple):
     ``training=`` given explicitly always wins. (Calling ``conv.layer`` yourself
     with these ``layer_kwargs`` and no key raises; pass ``training=False``.)
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, numpy as np, jaxrnn
         >>> p = jaxrnn.RNNParams(np.ones((2, 3), np.float32), np.zeros((3, 3), np.float32), None)
         >>> conv = Converted(p, jaxrnn.simple_rnn, {"activation": "relu"})

@@ -95,7 +95,7 @@ def from_flax(source: Any) -> Converted:
         TypeError: float64 parameters while JAX's 64-bit mode is off (they would
             silently become float32).
 
-    Example:
+    Examples:
         >>> import jax, numpy as np, jaxrnn
         >>> from jaxrnn.interop import from_flax, to_flax
         >>> p = jaxrnn.init_lstm(jax.random.key(0), 2, 3)
@@ -201,7 +201,7 @@ def to_flax(
             GRU; a non-zero candidate recurrent bias (``recurrent_bias`` block n)
             into ``nnx.GRUCell``; sizes that differ from ``module``'s.
 
-    Example:
+    Examples:
         >>> import jax, numpy as np, jaxrnn
         >>> from jaxrnn.interop import from_flax, to_flax
         >>> p = jaxrnn.init_gru(jax.random.key(0), 2, 3)        # zero biases
@@ -299,7 +299,7 @@ def to_flax(
 def from_flax_carry(carry: Any) -> Any:
     """A Flax carry as a jaxrnn state: LSTM ``(c, h)`` -> ``LSTMState(h, c)``; else as is.
 
-    Example:
+    Examples:
         >>> from_flax_carry(("c", "h"))
         LSTMState(h='h', c='c')
         >>> to_flax_carry(from_flax_carry(("c", "h")))

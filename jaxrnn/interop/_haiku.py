@@ -87,7 +87,7 @@ def from_haiku(source: Mapping, name: str | None = None) -> Converted:
         TypeError: float64 parameters while JAX's 64-bit mode is off (they would
             silently become float32).
 
-    Example:
+    Examples:
         >>> import jax, numpy as np, jaxrnn
         >>> from jaxrnn.interop import from_haiku, to_haiku
         >>> p = jaxrnn.init_gru(jax.random.key(0), 2, 3, reset_after=False)
@@ -171,7 +171,7 @@ def to_haiku(
         ValueError: a reset-after GRU (``hk.GRU`` is reset-before); an RNN whose
             activation is not relu.
 
-    Example:
+    Examples:
         >>> import jax, numpy as np, jaxrnn
         >>> from jaxrnn.interop import to_haiku
         >>> p = jaxrnn.init_lstm(jax.random.key(0), 2, 3)       # Keras init: forget bias 1

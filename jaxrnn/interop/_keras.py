@@ -105,7 +105,7 @@ def from_keras(source: Any, kind: str | None = None) -> Converted:
             a ``kind`` that contradicts the shapes. TypeError: another layer type;
             float64 weights while JAX's 64-bit mode is off.
 
-    Example:
+    Examples:
         >>> import numpy as np, jaxrnn
         >>> from jaxrnn.interop import from_keras, to_keras
         >>> rng = np.random.default_rng(0)
@@ -208,7 +208,7 @@ def to_keras(params: Any, *, reset_after: bool | None = None) -> list[np.ndarray
         reset_after: GRU only; by default a GRU with ``recurrent_bias`` is
             reset-after and one with only ``bias`` reset-before.
 
-    Example:
+    Examples:
         >>> import jax, jaxrnn
         >>> from jaxrnn.interop import to_keras
         >>> p = jaxrnn.init_gru(jax.random.key(0), 2, 3, reset_after=False)
@@ -236,7 +236,7 @@ def set_keras_weights(layer: Any, params: Any) -> Any:
             layer or a reset-before one into a ``reset_after=True`` layer (different
             functions); a ``Bidirectional`` layer without ``BidirectionalParams``.
 
-    Example:
+    Examples:
         >>> import jax, jaxrnn
         >>> from jaxrnn.interop import to_keras
         >>> len(to_keras(jaxrnn.init_lstm(jax.random.key(0), 2, 3, use_bias=False)))
@@ -319,7 +319,7 @@ def from_keras_model(model: Any, weights_path: str | None = None) -> dict[str, A
     Returns:
         ``{layer.name: Converted | list[np.ndarray]}`` in the model's layer order.
 
-    Example:
+    Examples:
         >>> import numpy as np, jaxrnn
         >>> class Layer:                            # a stand-in for a Keras Dense layer
         ...     name = "dense"

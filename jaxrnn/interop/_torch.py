@@ -223,7 +223,7 @@ def from_torch(
         TypeError: float64 weights while JAX's 64-bit mode is off; ``batch_first``
             not a bool; a module that is not an RNN/LSTM/GRU or their cells.
 
-    Example:
+    Examples:
         >>> import numpy as np, jaxrnn
         >>> from jaxrnn.interop import from_torch, to_torch
         >>> rng = np.random.default_rng(0)
@@ -368,7 +368,7 @@ def to_torch(
             with and without biases mixed; a module whose kind, depth, direction
             or sizes differ (or LSTM ``proj_size > 0``).
 
-    Example:
+    Examples:
         >>> import jax, numpy as np, jaxrnn
         >>> from jaxrnn.interop import from_torch, to_torch
         >>> p = jaxrnn.init_lstm(jax.random.key(0), 2, 3)
@@ -449,7 +449,7 @@ def from_torch_state(hx: Any, *, num_layers: int = 1, bidirectional: bool = Fals
     the ``initial_state`` that ``jaxrnn.stacked`` takes and the finals it returns.
     Float64 states are refused while JAX's 64-bit mode is off (as in ``from_torch``).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> h = np.arange(8, dtype=np.float32).reshape(4, 1, 2)  # 2 layers x 2 dirs, B=1, H=2
         >>> s = from_torch_state(h, num_layers=2, bidirectional=True)
