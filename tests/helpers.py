@@ -7,6 +7,8 @@
   (``random_carry``), each cell with its reference (``CELLS``).
 * Fixtures of the cross-framework parity modules (``max_diff_reporter``,
   ``eager_unless``).
+* The Python code blocks of Markdown files (README, docs/) and how they run
+  (``python_blocks``, ``run_block``).
 
 ``tests`` is a package, so pytest's default import mode puts the repository
 root on ``sys.path`` and ``tests.helpers`` imports without editing it.
@@ -14,7 +16,11 @@ root on ``sys.path`` and ``tests.helpers`` imports without editing it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import pathlib
+import re
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -233,3 +239,51 @@ def assert_tree_close(got, ref, tol, what):
     ):
         err = rel_err(g, r)
         assert err <= tol, f"{what}{jax.tree_util.keystr(path)}: relative error {err:.2e}"
+
+
+# ---------------------------------------------------------------------------
+# Python code blocks of Markdown files
+# ---------------------------------------------------------------------------
+
+# A ```python fence, possibly indented (inside a list item or an admonition), up to
+# the closing fence at the same indentation. An HTML comment ``<!-- no-test -->`` on
+# the line before the fence marks a block that is shown but not run.
+_FENCE = re.compile(
+    r"^(?P<skip>[ \t]*<!-- no-test -->[ \t]*\n)?(?P<indent>[ \t]*)```python[ \t]*\n"
+    r"(?P<code>.*?)^(?P=indent)```[ \t]*$",
+    flags=re.S | re.M,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class CodeBlock:
+    """One ```python block of a Markdown file; ``line`` is its first code line (1-based)."""
+
+    path: pathlib.Path
+    line: int
+    code: str
+    skip: bool
+
+    @property
+    def id(self) -> str:
+        return f"{self.path.name}:{self.line}"
+
+
+def python_blocks(path: pathlib.Path) -> list[CodeBlock]:
+    """The ```python blocks of the Markdown file ``path``, in order, dedented."""
+    text = path.read_text()
+    return [
+        CodeBlock(
+            path=path,
+            line=text.count("\n", 0, m.start("code")) + 1,
+            code=textwrap.dedent(m.group("code")),
+            skip=m.group("skip") is not None,
+        )
+        for m in _FENCE.finditer(text)
+    ]
+
+
+def run_block(block: CodeBlock, namespace: dict) -> None:
+    """Execute ``block`` in ``namespace``; tracebacks point at the Markdown file's lines."""
+    source = "\n" * (block.line - 1) + block.code
+    exec(compile(source, str(block.path), "exec"), namespace)
