@@ -20,6 +20,8 @@ import griffe
 def _text(value: Any) -> str:
     """Source-like text of a default value or an annotation."""
     if inspect.isclass(value) or inspect.isfunction(value):
+        if value.__module__ == "builtins":
+            return value.__qualname__
         return f"{value.__module__}.{value.__qualname__}"
     return repr(value)
 
