@@ -14,8 +14,8 @@ machine noise hits all of them alike:
 - ``sqrt``: ``remat="sqrt"`` (checkpointed chunks of ~sqrt(T) steps, fused inside).
 
 It also reports XLA's scratch memory of each compiled step. Times are medians
-(and minima) of ``--reps`` calls, compiled beforehand, blocked on. The README's
-table of memory options quotes this script's output. With ``--out`` the table
+(and minima) of ``--reps`` calls, compiled beforehand, blocked on. The table of
+memory options in docs/performance.md quotes this script's output. With ``--out`` the table
 is appended to that file as a section (``suite.py`` does this).
 """
 

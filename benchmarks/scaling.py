@@ -38,8 +38,8 @@ Sweeps: ``sweep(train_fn, table, mesh=data_mesh(n))`` against ``sweep(train_fn,
 table)`` (one device), 8 configurations (4 learning rates x 2 seeds), 20 SGD steps
 of the same model each, compiled first (the program is cached per ``train_fn``),
 then timed interleaved. ``train_fn`` builds its parameters from the seed with
-jaxrnn's defaults (Keras': an orthogonal recurrent kernel), as the README's sweep
-does; jaxrnn's orthogonal initialiser calls no LAPACK kernel, whose batched form
+jaxrnn's defaults (Keras': an orthogonal recurrent kernel), as the sweep in
+docs/scale.md does; jaxrnn's orthogonal initialiser calls no LAPACK kernel, whose batched form
 used to stall a sharded sweep on several host devices.
 
 speedup = one-device time / variant time (above 1: the variant is faster).

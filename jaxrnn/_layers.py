@@ -420,7 +420,7 @@ def lstm(
             (quasi-DEER: diagonal or 2x2-block Jacobians; DEER: dense), with
             associative scans in O(log T) depth per iteration. The min cells
             (``jaxrnn.min_gru``, ``jaxrnn.min_lstm``) offer ``'associative'``
-            and ``'chunked'`` instead (see the README's "Parallel in time").
+            and ``'chunked'`` instead (see "Parallel in time" in docs/cells.md).
         tol: Newton methods: the relative tolerance (None: 1e-5 in float32).
             The iterations stop when the largest change of the states relative to
             their scale is at most ``tol``; the gradient's adjoint iterations too.
@@ -521,8 +521,8 @@ def min_gru(
         method: ``'sequential'`` (default: the fastest measured on CPU; ``impl``
             picks the fused loop or the generic scan of the step), ``'associative'``
             (``lax.associative_scan``, O(log T) depth) or ``'chunked'`` (√T chunks,
-            about 2√T sequential steps). All compute the same values; the
-            README's "Parallel in time" compares them.
+            about 2√T sequential steps). All compute the same values;
+            "Parallel in time" in docs/cells.md compares them.
 
     The other keywords are the layers' common options, each documented in
     ``help(jaxrnn.lstm)``: initial_state, return_sequences, return_state,

@@ -22,7 +22,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 pytestmark = pytest.mark.subprocesses
 
 WORKER = "tests.multiprocess_worker"  # run as python -m from the repository root
-README = HERE.parent / "README.md"
+SCALE_PAGE = HERE.parent / "docs" / "scale.md"  # the multi-host guide
 
 
 # what the worker compares with one process (max |difference| printed for each)
@@ -109,8 +109,8 @@ def test_a_failing_process_ends_the_run_within_seconds(how, tmp_path):
     print(f"{how}: both processes ended in {wall:.1f} s")
 
 
-def test_readme_multi_host_script_on_two_processes(tmp_path):
-    blocks = re.findall(r"```python\n(# train.py: .*?)```", README.read_text(), flags=re.S)
+def test_docs_multi_host_script_on_two_processes(tmp_path):
+    blocks = re.findall(r"```python\n(# train.py: .*?)```", SCALE_PAGE.read_text(), flags=re.S)
     assert len(blocks) == 1
     script = tmp_path / "train.py"
     script.write_text(blocks[0])
