@@ -8,7 +8,8 @@ parameters in the Keras layout; ``unroll`` drives any step over a sequence with
 Submodules, imported on their own (``import jaxrnn`` needs only JAX):
 ``jaxrnn.nnx`` and ``jaxrnn.linen`` (Flax modules), ``jaxrnn.losses``,
 ``jaxrnn.train`` (Optax training, ``fit``), ``jaxrnn.tbptt``, ``jaxrnn.resets``,
-``jaxrnn.sweep``, ``jaxrnn.parallel`` and ``jaxrnn.checkpoint``.
+``jaxrnn.sweep``, ``jaxrnn.parallel``, ``jaxrnn.checkpoint``, ``jaxrnn.interop``
+(PyTorch, Keras, Flax and Haiku weights) and ``jaxrnn.diagnostics``.
 """
 
 # isort: off
