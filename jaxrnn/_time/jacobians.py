@@ -45,7 +45,7 @@ class Linearisation(NamedTuple):
 def project(params: Any, xs: jax.Array) -> jax.Array:
     """``x W``, the part of every built-in cell's pre-activations without the state.
 
-    Example:
+    Examples:
         >>> import jaxrnn
         >>> p = jaxrnn.init_gru(jax.random.key(0), 3, 4)
         >>> project(p, jnp.ones((5, 2, 3))).shape
@@ -57,7 +57,7 @@ def project(params: Any, xs: jax.Array) -> jax.Array:
 def slope(act: Callable, a: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``(act(a), act'(a))`` for an elementwise activation, by one ``jax.jvp``.
 
-    Example:
+    Examples:
         >>> slope(jnp.tanh, jnp.zeros(2))
         (Array([0., 0.], dtype=float32), Array([1., 1.], dtype=float32))
     """
@@ -69,7 +69,7 @@ def rnn(params, xw, h, *, structure: str, activation=jnp.tanh) -> Linearisation:
 
         ∂h'_k/∂h_j = act'(a_k) U[j, k]
 
-    Example:
+    Examples:
         >>> import jaxrnn
         >>> p = jaxrnn.init_rnn(jax.random.key(0), 3, 4)
         >>> lin = rnn(p, project(p, jnp.ones((2, 3))), jnp.zeros((2, 4)), structure="blocks")
@@ -97,7 +97,7 @@ def lstm(
 
     (a per-unit factor before ``U_*`` scales output unit ``k``: ``w_k U[j, k]``).
 
-    Example:
+    Examples:
         >>> import jaxrnn
         >>> p = jaxrnn.init_lstm(jax.random.key(0), 3, 4)
         >>> z = jnp.zeros((2, 4))
@@ -157,7 +157,7 @@ def gru(
     exact diagonal has a sum over all units: ``diag(U_r diag(w) U_n) =
     w @ (U_rᵀ ⊙ U_n)`` with ``w = σ'(a_r) h``, one ``(H, H)`` matmul per step.
 
-    Example:
+    Examples:
         >>> import jaxrnn
         >>> p = jaxrnn.init_gru(jax.random.key(0), 3, 4)
         >>> lin = gru(p, project(p, jnp.ones((2, 3))), jnp.zeros((2, 4)), structure="dense")

@@ -47,7 +47,7 @@ def diagonal(a, b, h0, *, method: str = "chunked", reverse: bool = False, chunk:
     Returns:
         ``hs`` ``(T, *rest)``; the final state is ``hs[-1]`` (``hs[0]`` if reverse).
 
-    Example:
+    Examples:
         >>> a = jnp.full((4, 1), 0.5); b = jnp.ones((4, 1))
         >>> diagonal(a, b, jnp.zeros(1), method="associative")[:, 0]
         Array([1.   , 1.5  , 1.75 , 1.875], dtype=float32)

@@ -53,7 +53,7 @@ def blocks(
     Returns:
         ``(k, T, ..., H)``.
 
-    Example:
+    Examples:
         >>> a = jnp.ones((2, 2, 3, 1)).at[1, 0].set(0.0)  # [[1, 1], [0, 1]]: one unit
         >>> blocks(a, jnp.ones((2, 3, 1)), jnp.zeros((2, 1)))[..., 0]  # (s1 + s2 + 1, s2 + 1)
         Array([[1., 3., 6.],
@@ -91,7 +91,7 @@ def dense(
     Returns:
         ``(T, ..., D)``.
 
-    Example:
+    Examples:
         >>> a = jnp.broadcast_to(jnp.array([[0.0, 1.0], [1.0, 0.0]]), (3, 2, 2))  # swap
         >>> dense(a, jnp.zeros((3, 2)), jnp.array([1.0, 2.0]))
         Array([[2., 1.],

@@ -101,7 +101,7 @@ def default_tol(dtype) -> float:
     against the sequential scan. ``1e-10`` for float64; ``10 eps`` for 16-bit
     floats.
 
-    Example:
+    Examples:
         >>> default_tol(jnp.float32), default_tol(jnp.float64)
         (1e-05, 1e-10)
     """
@@ -116,7 +116,7 @@ def check_options(method: Any, tol: Any, max_iter: Any, fallback: Any, where: st
 
     ``method`` may be ``"sequential"`` too (the callers' default, which ignores the others).
 
-    Example:
+    Examples:
         >>> check_options("deer", 0.0, None, "sequential", "unroll")
         Traceback (most recent call last):
         ...
@@ -207,7 +207,7 @@ def solve(
         ValueError: a bad method, tol, max_iter or fallback; a cell without
             closed-form Jacobians; a cell option the closed forms do not know.
 
-    Example:
+    Examples:
         >>> import jaxrnn
         >>> from jaxrnn._cells.spec import spec_of
         >>> p = jaxrnn.init_gru(jax.random.key(0), 3, 4)
@@ -286,7 +286,7 @@ def solve_step(
         ValueError: a bad tol, max_iter or fallback; a carry leaf without the batch axes.
         TypeError: carry leaves that are not all of one floating dtype.
 
-    Example:
+    Examples:
         >>> def step(p, h, x):
         ...     h = jnp.tanh(p * h + x)
         ...     return h, 2 * h
@@ -311,7 +311,7 @@ def builtin(step: Callable) -> tuple[CellSpec, dict] | None:
     """``(spec, options)`` when ``step`` is a built-in cell's step, or a
     ``functools.partial`` of one with only its options as keywords; else None.
 
-    Example:
+    Examples:
         >>> import functools, jaxrnn
         >>> spec, options = builtin(functools.partial(jaxrnn.gru_step, reset_after=False))
         >>> spec.kind, options
