@@ -27,7 +27,7 @@ from ._checks import (
 )
 from ._dropout import dropout_key, is_on, make_dropout_masks
 from ._fused import dispatch
-from ._fused.common import LoopOptions
+from ._fused.common import CHUNK_FLOATS, CHUNK_MIN_STEPS, LoopOptions
 from ._options import LAYER_OPTIONS, NEWTON_METHODS, layer_options
 from ._remat import nested_scan
 from ._time import newton
@@ -89,14 +89,23 @@ def check_state(state: Any, spec: CellSpec, batch: int, hidden: int, dtype, wher
 
 
 def run_layer(
-    spec: CellSpec, params: Any, x: Any, *, autodiff_min_batch: int | None = None, **options
+    spec: CellSpec,
+    params: Any,
+    x: Any,
+    *,
+    autodiff_min_batch: int | None = None,
+    chunk_min_steps: int = CHUNK_MIN_STEPS,
+    chunk_floats: int = CHUNK_FLOATS,
+    **options,
 ):
     """The shared body of the layer functions: validation, dropout, plan, run.
 
     ``options`` are the layer's keywords (``layer_options(spec.options)``; missing
     ones take their defaults). ``autodiff_min_batch`` is the batch size from which
     the fused LSTM's gradient is autodiff (None: ``dispatch.default_autodiff_min_batch()``,
-    read at each call); it is internal, for tests and benchmarks, not a layer option.
+    read at each call); ``chunk_min_steps`` and ``chunk_floats`` size the chunks of
+    the fused SimpleRNN's and LSTM's input projection (``_fused.common.chunk_steps``).
+    These are internal, for tests and benchmarks, not layer options.
     """
     where = spec.layer
     known = layer_options(spec.options)
@@ -166,6 +175,8 @@ def run_layer(
         cell_options=tuple(sorted(cell_options.items())),
         fused=impl != "scan" and reason is None,
         autodiff_min_batch=autodiff_min_batch,
+        chunk_min_steps=chunk_min_steps,
+        chunk_floats=chunk_floats,
         **{o.name: opts[o.name] for o in LAYER_OPTIONS if o.static},
     )
     return _run(plan, params, x, initial_state, valid, masks)
@@ -230,6 +241,8 @@ _Plan = NamedTuple(
         ("cell_options", tuple),  # sorted (name, value) pairs
         ("fused", bool),  # the fused recurrence (else the generic scan of the step)
         ("autodiff_min_batch", int),  # see run_layer
+        ("chunk_min_steps", int),  # see run_layer
+        ("chunk_floats", int),
     ]
     + [(o.name, Any) for o in LAYER_OPTIONS if o.static],
 )
@@ -251,7 +264,13 @@ def _run(plan: _Plan, params, x, initial_state, valid, masks):
     params, x, initial_state, valid, masks = match_varying(everything, everything)
     if plan.fused:
         loop = LoopOptions(
-            plan.go_backwards, plan.unroll, plan.matmul_dtype, plan.autodiff_min_batch, plan.method
+            plan.go_backwards,
+            plan.unroll,
+            plan.matmul_dtype,
+            plan.autodiff_min_batch,
+            plan.method,
+            plan.chunk_min_steps,
+            plan.chunk_floats,
         )
         segment = functools.partial(
             dispatch.segment, plan.spec, cell_options, params, input_mask=masks.input, opts=loop

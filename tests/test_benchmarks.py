@@ -80,3 +80,36 @@ def test_parallel_in_time_benchmarks_quick(script):
     else:  # every variant timed, GRU and LSTM ratios reported
         names = [r.split("|")[2].strip() for r in rows[1:]]
         assert {"gru", "lstm", "naive", "min_gru[chunked]", "min_lstm[associative]"} <= set(names)
+
+
+def test_long_memory_quick_replaces_its_section(tmp_path):
+    out = tmp_path / "results.md"
+    title = "## Long sequences: memory and time by option"
+    out.write_text(f"# Results\n\n{title}\n\nold table\n\n## Other section\n\nkept\n")
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "long_memory.py"), "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = out.read_text()
+    assert report.count(title) == 1 and "old table" not in report
+    assert "## Other section\n\nkept" in report
+    for cell in ("lstm", "rnn"):
+        for run in ("forward, last output", "forward, all outputs", "training step"):
+            rows = [r for r in report.splitlines() if r.startswith(f"| {cell} | {run} |")]
+            assert len(rows) == 3, rows  # two timed lengths, one memory only
+            assert rows[-1].endswith("| – | – | – | – |"), rows[-1]
+
+
+def test_chunk_length_quick():
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "chunk_length.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| rnn ")]
+    assert len(rows) == 4 and any("| 4, 300, 3, 8 | 4/32 |" in r for r in rows), rows

@@ -11,6 +11,29 @@ import jax.numpy as jnp
 
 from .._cells.activations import get_activation
 
+# Chunks of the fused SimpleRNN's and LSTM's hoisted input projection (``chunked``):
+# ``max(CHUNK_MIN_STEPS, CHUNK_FLOATS // (B·G·H))`` steps each, so the projection
+# takes at most ``max(CHUNK_FLOATS, CHUNK_MIN_STEPS·B·G·H)`` floats (4 MiB of float32
+# up to B·G·H = 8192) whatever T, instead of ``T·B·G·H``. Sizing chunks by floats
+# keeps the chunk loop's own cost (per chunk: zeroing and copying its outputs, one
+# more matmul call) negligible where a step costs well under a µs (small B·H); the
+# minimum leaves sequences of up to 128 steps as one projection, as before chunking.
+# Measured by ``python benchmarks/chunk_length.py`` (the layers, chunked / unchunked
+# median time, interleaved in one process; 2-core XLA:CPU, identical programs within
+# ±5% of each other on a quiet machine), at the shapes of run.py and remat_speed.py:
+# - 128 steps / 2^20 floats (chosen): T <= 128, and SimpleRNN wherever T·B·H <= 2^20
+#   (all of run.py's shapes): the unchunked program itself; LSTM forward at T = 1,000-20,000
+#   0.53-1.10x, training 0.70-1.07x (0.70-0.81x from T = 1,000 at B = 16; the gates'
+#   gradients are formed and consumed chunk by chunk); SimpleRNN training 1.00-1.04x.
+#   SimpleRNN forward with all outputs at T = 20,000, (B, H) = (8, 32): 1.2-1.7x (a
+#   step costs 0.6 µs there, and the chunks' outputs are copied once more into the
+#   stacked output: a cost per output byte, the same for 2^18, 2^20 and 2^22 floats).
+# - 2^18 floats, no minimum (chunks of 2-64 steps at T = 100): SimpleRNN
+#   (16, 1000, 16, 64) forward 1.20x, training 1.33x; LSTM T = 100 forward 1.07-1.10x.
+# - 128 steps / 2^22 floats: the LSTM's long-sequence gains mostly gone (0.73-1.00x).
+CHUNK_MIN_STEPS = 128
+CHUNK_FLOATS = 2**20
+
 
 class LoopOptions(NamedTuple):
     """Static (hashable) options of a fused recurrence."""
@@ -23,6 +46,9 @@ class LoopOptions(NamedTuple):
     autodiff_min_batch: int = sys.maxsize
     # the time algorithm of a cell linear in its state (jaxrnn._time.linear.METHODS)
     method: str = "sequential"
+    # chunks of the SimpleRNN's and LSTM's input projection (``chunk_steps``)
+    chunk_min_steps: int = CHUNK_MIN_STEPS
+    chunk_floats: int = CHUNK_FLOATS
 
 
 def cast(a: jax.Array, opts: LoopOptions) -> jax.Array:
@@ -63,8 +89,51 @@ def bias_or_zeros(b: jax.Array | None, like: jax.Array) -> jax.Array:
 
 
 def project(xs: jax.Array, w: jax.Array, opts: LoopOptions) -> jax.Array:
-    """The hoisted input projection ``xs W`` over all steps at once, ``(T, B, G·H)``."""
+    """The hoisted input projection ``xs W`` over all steps of ``xs`` at once (a chunk's:
+    ``chunked``), ``(T, B, G·H)``."""
     return matmul(xs, cast(w, opts), opts, w.dtype)
+
+
+def chunk_steps(batch: int, width: int, opts: LoopOptions) -> int:
+    """Steps per chunk of a projection ``(T, batch, width)``: ``opts.chunk_floats`` floats,
+    at least ``opts.chunk_min_steps`` steps and at least one."""
+    return max(1, opts.chunk_min_steps, opts.chunk_floats // max(1, batch * width))
+
+
+def chunked(run, carry, xs: jax.Array, mask: jax.Array | None, width: int, opts: LoopOptions):
+    """``run(carry, xs, mask) -> (carry, ys)`` over chunks of ``chunk_steps`` steps.
+
+    ``xs`` ``(T, B, I)`` and ``mask`` ``(T, B, 1)`` (or None) are time-major; ``run``
+    projects its chunk's input in one matmul to ``(chunk, B, width)`` and loops over
+    its steps, so only one chunk's projection exists at a time. The ``T // chunk``
+    whole chunks run in an outer ``lax.scan``; the ``T % chunk`` remaining steps (the
+    last ones; in reverse, the first processed) in one more call of ``run``, so
+    nothing is padded and no step is computed twice. ``T <= chunk`` is a single call
+    of ``run``. Under ``jax.grad`` the outer scan stores each chunk's residuals (those
+    of ``run``'s custom VJP), stacked: the same arrays as one call over all ``T`` steps.
+    """
+    num_steps, k = xs.shape[0], chunk_steps(xs.shape[1], width, opts)
+    if num_steps <= k:
+        return run(carry, xs, mask)
+    n, rest = divmod(num_steps, k)
+
+    def head(a):  # (n, k, ...): the whole chunks
+        return None if a is None else a[: n * k].reshape(n, k, *a.shape[1:])
+
+    def tail(a):  # (rest, ...)
+        return None if a is None else a[n * k :]
+
+    def body(c, inp):
+        return run(c, *inp)
+
+    ys_tail = None
+    if rest and opts.reverse:  # in reverse the last steps come first
+        carry, ys_tail = run(carry, tail(xs), tail(mask))
+    carry, ys = jax.lax.scan(body, carry, (head(xs), head(mask)), reverse=opts.reverse)
+    if rest and not opts.reverse:
+        carry, ys_tail = run(carry, tail(xs), tail(mask))
+    ys = ys.reshape(n * k, *ys.shape[2:])
+    return carry, ys if ys_tail is None else jnp.concatenate([ys, ys_tail], axis=0)
 
 
 def gates_unsupported(step_kwargs: dict, where: str) -> str | None:

@@ -1,8 +1,10 @@
 """Dispatch from the layers to a cell's fused recurrence (``CellSpec.fused``).
 
-The fused path hoists the input projection ``x W`` out of the loop (one
-``(T·B, I) @ (I, G·H)`` matmul), keeps only ``h U``, the bias and the gate
-arithmetic in the loop, and uses hand-written backward passes (the LSTM from
+The fused SimpleRNN and LSTM hoist the input projection ``x W`` out of the loop,
+one chunk of steps at a time (one ``(chunk·B, I) @ (I, G·H)`` matmul per chunk of
+at most ``common.CHUNK_FLOATS`` floats, so scratch memory does not grow with
+``T·G·H``; see ``common.chunked``), keep only ``h U``, the bias and the gate
+arithmetic in the loop, and use hand-written backward passes (the LSTM from
 ``autodiff_min_batch`` sequences on: autodiff of an in-loop projection, see
 ``lstm.py``). It covers the default activations, lengths/masks, reverse, input
 dropout with a shared mask, any ``unroll``; everything else (custom activations,

@@ -8,7 +8,10 @@ scans backwards carrying only ``(dh, dc)``, emits the gate pre-activation
 gradients ``da`` per step, and forms ``dU`` as one matmul over all ``T·B`` rows
 after the loop and ``db`` as one sum; ``dW`` and ``dx`` come from differentiating
 the hoisted projection, also one matmul each. Only the default activations (sigmoid gates,
-tanh cell) take this path.
+tanh cell) take this path. ``segment`` runs it once per chunk of steps, projecting
+that chunk's input (``common.chunked``): the projection then takes
+``(chunk, B, 4H)`` floats (at most ``CHUNK_FLOATS``) instead of ``(T, B, 4H)``,
+inference included.
 
 ``lstm_layer(xs, W, U, ...)`` is what the layers call: the same forward pass,
 and from ``AUTODIFF_MIN_BATCH`` sequences on a different gradient, JAX's VJP of
@@ -28,6 +31,7 @@ from .common import (
     LoopOptions,
     bias_or_zeros,
     cast,
+    chunked,
     gates_unsupported,
     matmul,
     previous,
@@ -179,10 +183,17 @@ def _project_in_loop(xs, w, u, b, h0, c0, mask, opts: LoopOptions):
 @functools.partial(jax.custom_vjp, nondiff_argnums=(7,))
 def lstm_layer(xs, w, u, b, h0, c0, mask, opts: LoopOptions):
     """``(ys, h_T, c_T)`` from time-major ``xs`` (T, B, I): the fused forward pass
-    (hoisted projection, ``lstm_recurrence``) and, when differentiated, the VJP of
-    ``_project_in_loop`` (see ``AUTODIFF_MIN_BATCH``)."""
-    xw = matmul(xs, cast(w, opts), opts, h0.dtype)
-    return lstm_recurrence(xw, u, b, h0, c0, mask, opts)
+    (projection chunk by chunk, ``lstm_recurrence``) and, when differentiated, the VJP
+    of ``_project_in_loop`` over all steps (see ``AUTODIFF_MIN_BATCH``), which projects
+    inside its loop already and so is not chunked."""
+
+    def run(carry, xs, mask):
+        h, c = carry
+        ys, h, c = lstm_recurrence(project(xs, w, opts), u, b, h, c, mask, opts)
+        return (h, c), ys
+
+    (h, c), ys = chunked(run, (h0, c0), xs, mask, u.shape[-1], opts)
+    return ys, h, c
 
 
 def _layer_fwd(xs, w, u, b, h0, c0, mask, opts):
@@ -211,6 +222,10 @@ def segment(step_kwargs: dict, params, carry: LSTMState, xs, mask, opts: LoopOpt
     b = bias_or_zeros(params.bias, w)
     if xs.shape[1] >= opts.autodiff_min_batch:
         ys, h, c = lstm_layer(xs, w, u, b, carry.h, carry.c, mask, opts)
-    else:
+        return LSTMState(h, c), ys
+
+    def run(carry, xs, mask):  # one chunk: its projection (chunk, B, 4H), then its loop
         ys, h, c = lstm_recurrence(project(xs, w, opts), u, b, carry.h, carry.c, mask, opts)
-    return LSTMState(h, c), ys
+        return LSTMState(h, c), ys
+
+    return chunked(run, carry, xs, mask, u.shape[-1], opts)

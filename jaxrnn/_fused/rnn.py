@@ -2,7 +2,8 @@
 
 ``rnn_recurrence(xw, U, b, h0, mask, activation, opts)`` runs
 ``h' = act(xw_t + b + h U)`` over a time-major projected input ``xw = x W``
-(the bias is added inside the loop, where it fuses). Supported
+(the bias is added inside the loop, where it fuses); ``segment`` calls it once per
+chunk of steps, projecting that chunk's input (``common.chunked``). Supported
 activations are those whose derivative is a function of their output
 (tanh, relu, sigmoid, linear); the custom VJP scans backwards carrying ``dh``
 and forms ``dU`` as one matmul after the loop.
@@ -16,7 +17,16 @@ import jax
 import jax.numpy as jnp
 
 from .._cells.activations import get_activation
-from .common import LoopOptions, bias_or_zeros, cast, matmul, previous, project, sum_outer
+from .common import (
+    LoopOptions,
+    bias_or_zeros,
+    cast,
+    chunked,
+    matmul,
+    previous,
+    project,
+    sum_outer,
+)
 
 # activation name -> (f, f' expressed through y = f(a))
 ACTIVATIONS = {
@@ -102,7 +112,10 @@ def segment(step_kwargs: dict, params, h0, xs, mask, opts: LoopOptions):
     """``(h_T, ys)`` of ``rnn_step`` over time-major ``xs`` (T, B, I)."""
     name = activation_name(step_kwargs.get("activation", "tanh"), "simple_rnn")
     b = bias_or_zeros(params.bias, params.kernel)
-    ys, h = rnn_recurrence(
-        project(xs, params.kernel, opts), params.recurrent_kernel, b, h0, mask, name, opts
-    )
-    return h, ys
+
+    def run(h, xs, mask):  # one chunk: its projection, then its loop
+        xw = project(xs, params.kernel, opts)  # (chunk, B, H)
+        ys, h = rnn_recurrence(xw, params.recurrent_kernel, b, h, mask, name, opts)
+        return h, ys
+
+    return chunked(run, h0, xs, mask, params.recurrent_kernel.shape[-1], opts)
