@@ -1,7 +1,7 @@
 """The fused SimpleRNN's and LSTM's chunk size: time by chunk size, against no chunking.
 
     python benchmarks/chunk_length.py [--quick] [--chunks 128:1048576,...] [--reps N]
-                                      [--cells lstm,rnn]
+                                      [--cells lstm,rnn] [--shapes B,T,I,H;...]
 
 The fused recurrences project their input one chunk at a time
 (``jaxrnn._fused.common.chunked``): ``max(min_steps, floats // (B·G·H))`` steps per
@@ -81,6 +81,7 @@ def main(argv=None) -> int:
     ap.add_argument("--chunks", default=None, help="min_steps:floats,...")
     ap.add_argument("--reps", type=int, default=9)
     ap.add_argument("--cells", default="lstm,rnn")
+    ap.add_argument("--shapes", default=None, help="B,T,I,H;... instead of the default shapes")
     args = ap.parse_args(argv)
     default = "0:128,0:1024" if args.quick else "0:262144,128:262144,128:1048576,128:4194304"
     text = (args.chunks or default).split(",")
@@ -102,7 +103,10 @@ def main(argv=None) -> int:
     )
     print("|---|---|---|---|---|" + "---|" * (2 * len(chunks)))
     for cell in args.cells.split(","):
-        for b, t, i, h in QUICK if args.quick else SHAPES:
+        shapes = QUICK if args.quick else SHAPES
+        if args.shapes:
+            shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes.split(";")]
+        for b, t, i, h in shapes:
             params = CELLS[cell](jax.random.key(0), i, h)
             x = jax.random.normal(jax.random.key(1), (b, t, i))
             sizes = [(sys.maxsize, 0), *chunks]
