@@ -25,9 +25,10 @@ from .._cells.activations import get_activation
 #   (all of run.py's shapes): the unchunked program itself; LSTM forward at T = 1,000-20,000
 #   0.53-1.10x, training 0.70-1.07x (0.70-0.81x from T = 1,000 at B = 16; the gates'
 #   gradients are formed and consumed chunk by chunk); SimpleRNN training 1.00-1.04x.
-#   SimpleRNN forward with all outputs at T = 20,000, (B, H) = (8, 32): 1.2-1.7x (a
-#   step costs 0.6 µs there, and the chunks' outputs are copied once more into the
-#   stacked output: a cost per output byte, the same for 2^18, 2^20 and 2^22 floats).
+#   SimpleRNN forward with all outputs at T = 20,000, (B, H) = (8, 32): 1.2-1.7x with
+#   11 reps on a busy machine, 1.00x with 41 on a quiet one; at (4, 100,000, 8, 32)
+#   1.09x (a step costs under a µs there, and each chunk's outputs are copied once
+#   more into the stacked output: a cost per output byte, whatever the chunk size).
 # - 2^18 floats, no minimum (chunks of 2-64 steps at T = 100): SimpleRNN
 #   (16, 1000, 16, 64) forward 1.20x, training 1.33x; LSTM T = 100 forward 1.07-1.10x.
 # - 128 steps / 2^22 floats: the LSTM's long-sequence gains mostly gone (0.73-1.00x).
