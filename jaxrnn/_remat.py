@@ -6,6 +6,20 @@ the sequence into about √T chunks and checkpoints each chunk: the forward pass
 keeps only the carries at chunk boundaries, and the backward pass recomputes
 one chunk at a time, so the residuals take O(√T) instead of O(T) memory.
 Both compute exactly the same values and gradients as ``remat=None``.
+
+What the backward pass keeps, per sequence and step (H = hidden size):
+
+- ``None`` on the fused path: the carry before the step and the gate values (LSTM
+  ``h, c, i, f, g, o``: 6·H floats; SimpleRNN ``h`` before and after: 2·H; GRU
+  ``h, z, r, n`` and ``h U_n``: 5·H; from ``AUTODIFF_MIN_BATCH`` sequences the
+  LSTM keeps JAX's residuals of a loop projecting inside it, about as many). The
+  input projection is not kept: it is computed chunk by chunk
+  (``_fused.common.chunked``), and the weight gradient needs only ``x`` and the
+  gate gradients. On the generic scan (``impl="scan"``): JAX's residuals of the step.
+- ``"step"``: the carry of every step (LSTM ``h, c``: 2·H; SimpleRNN, GRU: H); the
+  gates are recomputed step by step in the backward pass (generic scan).
+- ``"sqrt"``: the carries at the ~√T chunk boundaries; while the backward pass
+  recomputes a chunk, that chunk's residuals as for ``None`` (fused path inside).
 """
 
 from __future__ import annotations
