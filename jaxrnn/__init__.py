@@ -50,6 +50,7 @@ from ._layers import lstm as lstm
 from ._layers import min_gru as min_gru
 from ._layers import min_lstm as min_lstm
 from ._layers import simple_rnn as simple_rnn
+from ._time.newton import NewtonInfo as NewtonInfo
 from ._unroll import unroll as unroll
 
 __version__ = "0.1.0"
@@ -63,6 +64,7 @@ __all__ = [
     "LSTMState",
     "MinGRUParams",
     "MinLSTMParams",
+    "NewtonInfo",
     "RNNParams",
     "bidirectional",
     "gru",

@@ -85,7 +85,20 @@ def default_linear_method() -> str:
 
 
 class NewtonInfo(NamedTuple):
-    """How the Newton iterations ended."""
+    """How the Newton iterations of ``method="quasi_deer"`` / ``"deer"`` ended.
+
+    Appended to a layer's (or ``unroll``'s) outputs by ``return_info=True``. With
+    the default ``fallback="sequential"`` an unconverged call still returns the
+    sequential result; ``converged`` says which one you got.
+
+    Examples:
+        >>> import jax, jaxrnn
+        >>> p = jaxrnn.init_gru(jax.random.key(0), 3, 4)
+        >>> x = jax.numpy.ones((2, 50, 3))
+        >>> y, info = jaxrnn.gru(p, x, method="deer", return_info=True)
+        >>> bool(info.converged), int(info.iterations) <= 10
+        (True, True)
+    """
 
     iterations: jax.Array  # shape=(), int32: Newton iterations run
     residual: jax.Array  # shape=(), float: the last relative change (inf: non-finite iterate)
