@@ -80,6 +80,8 @@ def test_site_builds_strictly(tmp_path):
     # 'Example:' would render as an admonition with the doctest as blockquotes: the
     # docstrings' section is 'Examples:' (griffe parses its >>> lines as code)
     assert "<summary>Example</summary>" not in rendered, "a docstring uses 'Example:'"
+    # reStructuredText's literal-block marker is dropped (docs/_ext: LiteralBlocks)
+    assert "::</p>" not in rendered and "<p>::" not in rendered, "a '::' marker was rendered"
 
 
 @pytest.mark.parametrize("page", PAGES_WITH_CODE, ids=lambda p: str(p.relative_to(DOCS)))

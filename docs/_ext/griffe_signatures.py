@@ -6,12 +6,18 @@
 runtime objects; this extension gives such a class an ``__init__`` with the runtime
 parameters, so the reference shows the full signature and the docstring's ``Args``
 are checked against it (``mkdocs build --strict``). Named in ``mkdocs.yml``.
+
+A second extension, ``LiteralBlocks``, reads the docstrings' reStructuredText
+literal-block marker the way ``help()`` readers do: ``text::`` before an indented
+block becomes ``text:``, and a ``::`` line alone disappears. The indented block
+that follows is already a code block in Markdown.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from typing import Any
 
 import griffe
@@ -51,3 +57,20 @@ class RuntimeSignatures(griffe.Extension):
             "__init__", parameters=griffe.Parameters(*parameters), lineno=cls.lineno
         )
         cls.set_member("__init__", init)
+
+
+_MARKER_AFTER_TEXT = re.compile(r"(?m)(\S)::[ \t]*$")
+_MARKER_ALONE = re.compile(r"(?m)^[ \t]*::[ \t]*\n")
+
+
+def literal_blocks_as_markdown(text: str) -> str:
+    """``text::`` -> ``text:``; a line holding only ``::`` is dropped."""
+    return _MARKER_AFTER_TEXT.sub(r"\1:", _MARKER_ALONE.sub("", text))
+
+
+class LiteralBlocks(griffe.Extension):
+    """Drops reStructuredText's ``::`` from jaxrnn's docstrings before they are rendered."""
+
+    def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
+        if obj.docstring is not None and obj.path.startswith("jaxrnn"):
+            obj.docstring.value = literal_blocks_as_markdown(obj.docstring.value)
