@@ -1,13 +1,15 @@
-"""The fused SimpleRNN's and LSTM's chunk size: time by chunk size, against no chunking.
+"""The fused recurrences' chunk size: time by chunk size, against no chunking.
 
-    python benchmarks/chunk_length.py [--quick] [--chunks 128:1048576,...] [--reps N]
-                                      [--cells lstm,rnn] [--shapes B,T,I,H;...]
+    python benchmarks/chunk_length.py [--quick] [--chunks 128:1048576,default,...]
+                                      [--reps N] [--cells lstm,rnn,gru] [--shapes B,T,I,H;...]
 
-The fused recurrences project their input one chunk at a time
+The fused SimpleRNN and LSTM project their input one chunk at a time, and the
+fused GRU runs its backward pass one chunk at a time
 (``jaxrnn._fused.common.chunked``): ``max(min_steps, floats // (B·G·H))`` steps per
-chunk, default ``CHUNK_MIN_STEPS:CHUNK_FLOATS``. This script calls the layers
-(``run_layer``, as ``jaxrnn.lstm`` / ``jaxrnn.simple_rnn`` do, all outputs) with each
-candidate ``min_steps:floats`` and with chunks longer than any sequence ('none'),
+chunk, by default ``CHUNK_MIN_STEPS:CHUNK_FLOATS`` for the projection and
+``gru.BACKWARD_CHUNK`` for the GRU ('default' names a cell's own). This script calls
+the layers (``run_layer``, as ``jaxrnn.lstm`` / ``jaxrnn.simple_rnn`` do, all outputs)
+with each candidate ``min_steps:floats`` and with chunks longer than any sequence ('none'),
 which is the unchunked path
 (one projection over all ``T`` steps, as before chunking). All variants of a shape
 are compiled first and timed interleaved in one process (median of ``--reps``
@@ -30,7 +32,14 @@ import numpy as np
 
 import jaxrnn
 from jaxrnn._cells.spec import spec_named
-from jaxrnn._fused.common import CHUNK_FLOATS, CHUNK_MIN_STEPS, LoopOptions, chunk_steps
+from jaxrnn._fused.common import (
+    CHUNK_FLOATS,
+    CHUNK_MIN_STEPS,
+    DEFAULT_CHUNK,
+    LoopOptions,
+    chunk_steps,
+)
+from jaxrnn._fused.gru import BACKWARD_CHUNK
 from jaxrnn._layers import run_layer
 
 SHAPES = [  # (B, T, I, H)
@@ -43,7 +52,7 @@ SHAPES = [  # (B, T, I, H)
     (8, 20000, 8, 32),
 ]
 QUICK = [(2, 10, 2, 4), (4, 300, 3, 8)]
-CELLS = {"lstm": jaxrnn.init_lstm, "rnn": jaxrnn.init_rnn}
+CELLS = {"lstm": jaxrnn.init_lstm, "rnn": jaxrnn.init_rnn, "gru": jaxrnn.init_gru}
 
 
 def layer(kind: str, chunk: tuple[int, int]):
@@ -80,16 +89,17 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny shapes (a smoke run)")
     ap.add_argument("--chunks", default=None, help="min_steps:floats,...")
     ap.add_argument("--reps", type=int, default=9)
-    ap.add_argument("--cells", default="lstm,rnn")
+    ap.add_argument("--cells", default="lstm,rnn,gru")
     ap.add_argument("--shapes", default=None, help="B,T,I,H;... instead of the default shapes")
     args = ap.parse_args(argv)
     default = "0:128,0:1024" if args.quick else "0:262144,128:262144,128:1048576,128:4194304"
     text = (args.chunks or default).split(",")
-    chunks = [tuple(int(v) for v in c.split(":")) for c in text]
+    chunks = [(None, None) if c == "default" else tuple(int(v) for v in c.split(":")) for c in text]
     names = ["none", *text]
     print(
         f"`python benchmarks/chunk_length.py`; Python {platform.python_version()}, "
-        f"jax {jax.__version__}; default {CHUNK_MIN_STEPS}:{CHUNK_FLOATS}; ms = median of "
+        f"jax {jax.__version__}; default {CHUNK_MIN_STEPS}:{CHUNK_FLOATS} (GRU backward "
+        f"{BACKWARD_CHUNK[0]}:{BACKWARD_CHUNK[1]}); ms = median of "
         f"{args.reps} calls, interleaved; ratio = chunked / unchunked ('none'); steps = "
         "steps per chunk."
     )
@@ -115,7 +125,12 @@ def main(argv=None) -> int:
                 str(
                     min(
                         t,
-                        chunk_steps(b, width, LoopOptions(chunk_min_steps=c[0], chunk_floats=c[1])),
+                        chunk_steps(
+                            b,
+                            width,
+                            LoopOptions(chunk_min_steps=c[0], chunk_floats=c[1]),
+                            BACKWARD_CHUNK if cell == "gru" else DEFAULT_CHUNK,
+                        ),
                     )
                 )
                 for c in chunks

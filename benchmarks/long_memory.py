@@ -1,6 +1,6 @@
 """Memory and time of very long sequences, by memory option (one process, interleaved).
 
-    python benchmarks/long_memory.py [--quick] [--cells lstm,rnn] [--reps N] [--out RESULTS.md]
+    python benchmarks/long_memory.py [--quick] [--cells lstm,rnn,gru] [--reps N] [--out RESULTS.md]
 
 B=16, I=8, H=64, float32. For each cell, three runs of a layer call under
 ``jax.jit``: the forward pass returning the last output, the forward pass
@@ -44,6 +44,7 @@ MB = 2**20
 CELLS = {
     "lstm": (jaxrnn.init_lstm, jaxrnn.lstm),
     "rnn": (jaxrnn.init_rnn, jaxrnn.simple_rnn),
+    "gru": (jaxrnn.init_gru, jaxrnn.gru),
 }
 VARIANTS = {
     "default": {},
@@ -115,7 +116,7 @@ def replace_section(path: pathlib.Path, section: list[str]) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
-    ap.add_argument("--cells", default="lstm,rnn")
+    ap.add_argument("--cells", default="lstm,rnn,gru")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--out", default=None, help="replace/append the section in this file")
     args = ap.parse_args(argv)

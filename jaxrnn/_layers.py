@@ -27,7 +27,7 @@ from ._checks import (
 )
 from ._dropout import dropout_key, is_on, make_dropout_masks
 from ._fused import dispatch
-from ._fused.common import CHUNK_FLOATS, CHUNK_MIN_STEPS, LoopOptions
+from ._fused.common import LoopOptions
 from ._options import LAYER_OPTIONS, NEWTON_METHODS, layer_options
 from ._remat import nested_scan
 from ._time import newton
@@ -94,8 +94,8 @@ def run_layer(
     x: Any,
     *,
     autodiff_min_batch: int | None = None,
-    chunk_min_steps: int = CHUNK_MIN_STEPS,
-    chunk_floats: int = CHUNK_FLOATS,
+    chunk_min_steps: int | None = None,
+    chunk_floats: int | None = None,
     **options,
 ):
     """The shared body of the layer functions: validation, dropout, plan, run.
@@ -104,7 +104,8 @@ def run_layer(
     ones take their defaults). ``autodiff_min_batch`` is the batch size from which
     the fused LSTM's gradient is autodiff (None: ``dispatch.default_autodiff_min_batch()``,
     read at each call); ``chunk_min_steps`` and ``chunk_floats`` size the chunks of
-    the fused SimpleRNN's and LSTM's input projection (``_fused.common.chunk_steps``).
+    the fused SimpleRNN's and LSTM's input projection and of the fused GRU's backward
+    pass (``_fused.common.chunk_steps``; None: each recurrence's measured default).
     These are internal, for tests and benchmarks, not layer options.
     """
     where = spec.layer
@@ -241,8 +242,8 @@ _Plan = NamedTuple(
         ("cell_options", tuple),  # sorted (name, value) pairs
         ("fused", bool),  # the fused recurrence (else the generic scan of the step)
         ("autodiff_min_batch", int),  # see run_layer
-        ("chunk_min_steps", int),  # see run_layer
-        ("chunk_floats", int),
+        ("chunk_min_steps", int | None),  # see run_layer
+        ("chunk_floats", int | None),
     ]
     + [(o.name, Any) for o in LAYER_OPTIONS if o.static],
 )

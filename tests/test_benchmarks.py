@@ -96,7 +96,7 @@ def test_long_memory_quick_replaces_its_section(tmp_path):
     report = out.read_text()
     assert report.count(title) == 1 and "old table" not in report
     assert "## Other section\n\nkept" in report
-    for cell in ("lstm", "rnn"):
+    for cell in ("lstm", "rnn", "gru"):
         for run in ("forward, last output", "forward, all outputs", "training step"):
             rows = [r for r in report.splitlines() if r.startswith(f"| {cell} | {run} |")]
             assert len(rows) == 3, rows  # two timed lengths, one memory only

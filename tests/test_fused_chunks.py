@@ -1,10 +1,13 @@
-"""The fused SimpleRNN and LSTM project their input chunk by chunk (``_fused.common.chunked``).
+"""The fused recurrences run long sequences chunk by chunk (``_fused.common.chunked``):
+the SimpleRNN and LSTM project their input one chunk at a time, and the GRU's
+backward pass holds its per-step gradients for one chunk at a time.
 
 Sequence lengths around the chunk length (shorter than one chunk, exactly one, not
 a multiple, none at all) give the float64 reference's values and the generic
 scan's gradients, in both directions and with padding; many small chunks give the
 unchunked path's values with masks, ``matmul_dtype`` and ``unroll``; and the
-forward pass's scratch memory no longer grows with ``T·G·H``.
+forward pass's scratch memory no longer grows with ``T·G·H``, nor the GRU's
+training scratch with its ``(T, B, 3H)`` per-step gradients.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ LAYERS = {  # the layers with K-step chunks
         functools.partial(run_layer, spec_named("lstm"), autodiff_min_batch=1, **CHUNKS),
         "lstm",
     ),
+    "gru": (functools.partial(run_layer, spec_named("gru"), **CHUNKS), "gru"),
 }
 LENGTHS = {  # T -> valid lengths of the three sequences (all, some, none)
     0: [0, 0, 0],
@@ -118,7 +122,7 @@ def test_chunk_steps_hold_chunk_floats_and_at_least_the_minimum():
 
 
 @pytest.mark.parametrize("case", list(SEGMENT_CASES))
-@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 def test_many_small_chunks_equal_one_projection(kind, case):
     """Chunks of 4 steps over T = 0, 3, 4, 11 and 16: the unchunked path's values and gradients."""
     opts = dict(SEGMENT_CASES[case])
@@ -146,9 +150,9 @@ def test_many_small_chunks_equal_one_projection(kind, case):
         assert_tree_close(chunked(p, xs, s0, mask), whole(p, xs, s0, mask), tol, f"T={steps}")
 
 
-@pytest.mark.parametrize("name", ["rnn", "lstm"])
+@pytest.mark.parametrize("name", ["rnn", "lstm", "gru"])
 def test_vmap_bidirectional_and_nan_padding_over_several_chunks(name):
-    init = jaxrnn.init_rnn if name == "rnn" else jaxrnn.init_lstm
+    init = {"rnn": jaxrnn.init_rnn, "lstm": jaxrnn.init_lstm, "gru": jaxrnn.init_gru}[name]
     layer = LAYERS[name][0]
     steps = 2 * K + 5
     k1, k2 = jax.random.split(jax.random.key(0))
@@ -195,3 +199,22 @@ def test_forward_scratch_memory_does_not_grow_with_the_projection(kind, return_s
     fast, scan = temp("fast"), temp("scan")
     assert fast <= scan + 4 * (4 * CHUNK_FLOATS), (fast, scan)  # 4 float32 chunks
     assert fast <= 1.5 * scan, (fast, scan)
+
+
+def test_gru_training_scratch_holds_one_chunk_of_gradients():
+    """The GRU's training step at T = 20,000: before chunking its backward pass built the
+    per-step pre-activation gradients of all steps, two ``(T, B, 3H)`` arrays; now one
+    chunk's. The stored residuals (carries, gates, ``h U_n``) are the same either way."""
+    b, t, i, h = 4, 20_000, 8, 64
+    params = jaxrnn.init_gru(jax.random.key(0), i, h)
+    x = jax.ShapeDtypeStruct((b, t, i), jnp.float32)
+
+    def temp(**kw):
+        layer = functools.partial(run_layer, spec_named("gru"), return_sequences=True, **kw)
+        f = jax.jit(jax.grad(lambda p, x: jnp.mean(layer(p, x) ** 2)))
+        return f.lower(params, x).compile().memory_analysis().temp_size_in_bytes
+
+    chunked, whole, scan = temp(), temp(chunk_min_steps=sys.maxsize), temp(impl="scan")
+    per_step_gradients = 2 * t * b * 3 * h * 4  # bytes of float32
+    assert chunked <= whole - 0.9 * per_step_gradients, (chunked, whole)
+    assert chunked < scan, (chunked, scan)

@@ -34,6 +34,7 @@ from .._cells.activations import get_activation
 # - 128 steps / 2^22 floats: the LSTM's long-sequence gains mostly gone (0.73-1.00x).
 CHUNK_MIN_STEPS = 128
 CHUNK_FLOATS = 2**20
+DEFAULT_CHUNK = (CHUNK_MIN_STEPS, CHUNK_FLOATS)
 
 
 class LoopOptions(NamedTuple):
@@ -47,9 +48,11 @@ class LoopOptions(NamedTuple):
     autodiff_min_batch: int = sys.maxsize
     # the time algorithm of a cell linear in its state (jaxrnn._time.linear.METHODS)
     method: str = "sequential"
-    # chunks of the SimpleRNN's and LSTM's input projection (``chunk_steps``)
-    chunk_min_steps: int = CHUNK_MIN_STEPS
-    chunk_floats: int = CHUNK_FLOATS
+    # chunk sizes (``chunk_steps``); None: the recurrence's own (for the SimpleRNN's and
+    # LSTM's input projection CHUNK_MIN_STEPS / CHUNK_FLOATS, for the GRU's backward pass
+    # gru.BACKWARD_CHUNK)
+    chunk_min_steps: int | None = None
+    chunk_floats: int | None = None
 
 
 def cast(a: jax.Array, opts: LoopOptions) -> jax.Array:
@@ -95,46 +98,72 @@ def project(xs: jax.Array, w: jax.Array, opts: LoopOptions) -> jax.Array:
     return matmul(xs, cast(w, opts), opts, w.dtype)
 
 
-def chunk_steps(batch: int, width: int, opts: LoopOptions) -> int:
-    """Steps per chunk of a projection ``(T, batch, width)``: ``opts.chunk_floats`` floats,
-    at least ``opts.chunk_min_steps`` steps and at least one."""
-    return max(1, opts.chunk_min_steps, opts.chunk_floats // max(1, batch * width))
+def chunk_steps(
+    batch: int, width: int, opts: LoopOptions, default: tuple[int, int] = DEFAULT_CHUNK
+) -> int:
+    """Steps per chunk of a projection ``(T, batch, width)``: ``floats`` floats, at least
+    ``min_steps`` steps and at least one; ``(min_steps, floats)`` are ``opts``' or, where
+    those are None, ``default``'s."""
+    min_steps = default[0] if opts.chunk_min_steps is None else opts.chunk_min_steps
+    floats = default[1] if opts.chunk_floats is None else opts.chunk_floats
+    return max(1, min_steps, floats // max(1, batch * width))
 
 
-def chunked(run, carry, xs: jax.Array, mask: jax.Array | None, width: int, opts: LoopOptions):
-    """``run(carry, xs, mask) -> (carry, ys)`` over chunks of ``chunk_steps`` steps.
+def chunked(
+    run,
+    carry,
+    seqs: tuple,
+    width: int,
+    opts: LoopOptions,
+    *,
+    copy: bool = True,
+    default: tuple[int, int] = DEFAULT_CHUNK,
+):
+    """``run(carry, *seqs) -> (carry, ys)`` over chunks of ``chunk_steps`` steps.
 
-    ``xs`` ``(T, B, I)`` and ``mask`` ``(T, B, 1)`` (or None) are time-major; ``run``
-    projects its chunk's input in one matmul to ``(chunk, B, width)`` and loops over
-    its steps, so only one chunk's projection exists at a time. The ``T // chunk``
-    whole chunks run in an outer ``lax.scan``; the ``T % chunk`` remaining steps (the
-    last ones; in reverse, the first processed) in one more call of ``run``, so
-    nothing is padded and no step is computed twice. ``T <= chunk`` is a single call
-    of ``run``. Under ``jax.grad`` the outer scan stores each chunk's residuals (those
-    of ``run``'s custom VJP), stacked: the same arrays as one call over all ``T`` steps.
+    ``seqs`` are time-major pytrees (``(T, B, ...)`` leaves; None entries stay None),
+    e.g. ``(xs, mask)``: ``run`` then projects its chunk's input in one matmul to
+    ``(chunk, B, width)`` and loops over its steps, so only one chunk's projection
+    exists at a time. The ``T // chunk`` whole chunks run in an outer ``lax.scan``;
+    the ``T % chunk`` remaining steps (the last ones; with ``opts.reverse``, the first
+    processed) in one more call of ``run``, so nothing is padded and no step is
+    computed twice. ``T <= chunk`` is a single call of ``run``.
+
+    With ``copy`` (for a differentiated loop) the whole chunks are a reshaped copy
+    of ``seqs``, and under ``jax.grad`` the outer scan stores each chunk's residuals
+    (those of ``run``'s custom VJP), stacked: the same arrays as one call over all
+    ``T`` steps. Without (for a loop that is not differentiated, such as a backward
+    pass over stored residuals) each chunk is a ``dynamic_slice`` of ``seqs``, which
+    copies nothing.
     """
-    num_steps, k = xs.shape[0], chunk_steps(xs.shape[1], width, opts)
+    first = jax.tree.leaves(seqs)[0]
+    num_steps, k = first.shape[0], chunk_steps(first.shape[1], width, opts, default)
     if num_steps <= k:
-        return run(carry, xs, mask)
+        return run(carry, *seqs)
     n, rest = divmod(num_steps, k)
 
-    def head(a):  # (n, k, ...): the whole chunks
-        return None if a is None else a[: n * k].reshape(n, k, *a.shape[1:])
-
-    def tail(a):  # (rest, ...)
-        return None if a is None else a[n * k :]
-
     def body(c, inp):
-        return run(c, *inp)
+        if copy:
+            return run(c, *inp)
+        return run(c, *jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, inp * k, k), seqs))
+
+    def tail(tree):  # (rest, ...)
+        return jax.tree.map(lambda a: a[n * k :], tree)
 
     ys_tail = None
     if rest and opts.reverse:  # in reverse the last steps come first
-        carry, ys_tail = run(carry, tail(xs), tail(mask))
-    carry, ys = jax.lax.scan(body, carry, (head(xs), head(mask)), reverse=opts.reverse)
+        carry, ys_tail = run(carry, *tail(seqs))
+    if copy:  # (n, k, ...): the whole chunks
+        chunks = jax.tree.map(lambda a: a[: n * k].reshape(n, k, *a.shape[1:]), seqs)
+    else:
+        chunks = jnp.arange(n)
+    carry, ys = jax.lax.scan(body, carry, chunks, reverse=opts.reverse)
     if rest and not opts.reverse:
-        carry, ys_tail = run(carry, tail(xs), tail(mask))
-    ys = ys.reshape(n * k, *ys.shape[2:])
-    return carry, ys if ys_tail is None else jnp.concatenate([ys, ys_tail], axis=0)
+        carry, ys_tail = run(carry, *tail(seqs))
+    ys = jax.tree.map(lambda a: a.reshape(n * k, *a.shape[2:]), ys)
+    if ys_tail is None:
+        return carry, ys
+    return carry, jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=0), ys, ys_tail)
 
 
 def gates_unsupported(step_kwargs: dict, where: str) -> str | None:

@@ -6,7 +6,8 @@ at most ``common.CHUNK_FLOATS`` floats, so scratch memory does not grow with
 ``T·G·H``; see ``common.chunked``), keep only ``h U``, the bias and the gate
 arithmetic in the loop, and use hand-written backward passes (the LSTM from
 ``autodiff_min_batch`` sequences on: autodiff of an in-loop projection, see
-``lstm.py``). It covers the default activations, lengths/masks, reverse, input
+``lstm.py``). The fused GRU keeps ``x_t W`` in its loop and runs its hand-written
+backward pass one chunk of steps at a time (``gru.py``). It covers the default activations, lengths/masks, reverse, input
 dropout with a shared mask, any ``unroll``; everything else (custom activations,
 recurrent dropout, the reset-before GRU) runs the generic scan of the step
 functions, which computes the same function.

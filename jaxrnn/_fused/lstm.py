@@ -192,7 +192,7 @@ def lstm_layer(xs, w, u, b, h0, c0, mask, opts: LoopOptions):
         ys, h, c = lstm_recurrence(project(xs, w, opts), u, b, h, c, mask, opts)
         return (h, c), ys
 
-    (h, c), ys = chunked(run, (h0, c0), xs, mask, u.shape[-1], opts)
+    (h, c), ys = chunked(run, (h0, c0), (xs, mask), u.shape[-1], opts)
     return ys, h, c
 
 
@@ -228,4 +228,4 @@ def segment(step_kwargs: dict, params, carry: LSTMState, xs, mask, opts: LoopOpt
         ys, h, c = lstm_recurrence(project(xs, w, opts), u, b, carry.h, carry.c, mask, opts)
         return LSTMState(h, c), ys
 
-    return chunked(run, carry, xs, mask, u.shape[-1], opts)
+    return chunked(run, carry, (xs, mask), u.shape[-1], opts)

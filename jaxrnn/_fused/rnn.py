@@ -118,4 +118,4 @@ def segment(step_kwargs: dict, params, h0, xs, mask, opts: LoopOptions):
         ys, h = rnn_recurrence(xw, params.recurrent_kernel, b, h, mask, name, opts)
         return h, ys
 
-    return chunked(run, h0, xs, mask, params.recurrent_kernel.shape[-1], opts)
+    return chunked(run, h0, (xs, mask), params.recurrent_kernel.shape[-1], opts)
