@@ -28,6 +28,7 @@ from ._checks import (
 from ._dropout import dropout_key, is_on, make_dropout_masks
 from ._fused import dispatch
 from ._fused.common import LoopOptions
+from ._fused.lstm import AUTODIFF_MIN_BATCH
 from ._options import LAYER_OPTIONS, NEWTON_METHODS, layer_options
 from ._remat import nested_scan
 from ._time import newton
@@ -93,7 +94,7 @@ def run_layer(
     params: Any,
     x: Any,
     *,
-    autodiff_min_batch: int | None = None,
+    autodiff_min_batch: int = AUTODIFF_MIN_BATCH,
     chunk_min_steps: int | None = None,
     chunk_floats: int | None = None,
     **options,
@@ -102,8 +103,8 @@ def run_layer(
 
     ``options`` are the layer's keywords (``layer_options(spec.options)``; missing
     ones take their defaults). ``autodiff_min_batch`` is the batch size from which
-    the fused LSTM's gradient is autodiff (None: ``dispatch.default_autodiff_min_batch()``,
-    read at each call); ``chunk_min_steps`` and ``chunk_floats`` size the chunks of
+    the fused LSTM's gradient is autodiff (not under XLA's batch partitioning, which
+    ``dispatch.partitioned()`` reads at each call); ``chunk_min_steps`` and ``chunk_floats`` size the chunks of
     the fused SimpleRNN's and LSTM's input projection and of the fused GRU's backward
     pass (``_fused.common.chunk_steps``; None: each recurrence's measured default).
     These are internal, for tests and benchmarks, not layer options.
@@ -169,13 +170,12 @@ def run_layer(
             f"run {why}. Drop matmul_dtype, or the option that forces the generic scan."
         )
     opts["method"] = _method(spec, opts, impl, reason, where)
-    if autodiff_min_batch is None:
-        autodiff_min_batch = dispatch.default_autodiff_min_batch()
     plan = _Plan(
         spec=spec,
         cell_options=tuple(sorted(cell_options.items())),
         fused=impl != "scan" and reason is None,
         autodiff_min_batch=autodiff_min_batch,
+        partitioned=dispatch.partitioned(),
         chunk_min_steps=chunk_min_steps,
         chunk_floats=chunk_floats,
         **{o.name: opts[o.name] for o in LAYER_OPTIONS if o.static},
@@ -242,6 +242,7 @@ _Plan = NamedTuple(
         ("cell_options", tuple),  # sorted (name, value) pairs
         ("fused", bool),  # the fused recurrence (else the generic scan of the step)
         ("autodiff_min_batch", int),  # see run_layer
+        ("partitioned", bool),  # traced for XLA's batch partitioning (dispatch.partitioned)
         ("chunk_min_steps", int | None),  # see run_layer
         ("chunk_floats", int | None),
     ]
@@ -265,13 +266,14 @@ def _run(plan: _Plan, params, x, initial_state, valid, masks):
     params, x, initial_state, valid, masks = match_varying(everything, everything)
     if plan.fused:
         loop = LoopOptions(
-            plan.go_backwards,
-            plan.unroll,
-            plan.matmul_dtype,
-            plan.autodiff_min_batch,
-            plan.method,
-            plan.chunk_min_steps,
-            plan.chunk_floats,
+            reverse=plan.go_backwards,
+            unroll=plan.unroll,
+            matmul_dtype=plan.matmul_dtype,
+            autodiff_min_batch=plan.autodiff_min_batch,
+            partitioned=plan.partitioned,
+            method=plan.method,
+            chunk_min_steps=plan.chunk_min_steps,
+            chunk_floats=plan.chunk_floats,
         )
         segment = functools.partial(
             dispatch.segment, plan.spec, cell_options, params, input_mask=masks.input, opts=loop

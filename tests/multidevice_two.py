@@ -111,6 +111,32 @@ def main():
     assert "all-reduce(" in hlo
     assert not loop_bodies_with_all_reduce(hlo), loop_bodies_with_all_reduce(hlo)
 
+    # The same for a GRU, whose backward pass on one device runs in chunks of steps
+    # (2^18 / (16 * 192) = 85 here): partitioned, it forms its weight gradients once.
+    def gru_step_fn(state, batch):
+        p, s = state
+        (xx, sl), yy = batch
+
+        def loss(p):
+            h = jaxrnn.gru(p["rnn"], xx, seq_lengths=sl, return_sequences=True)
+            return jaxrnn.losses.mse(h @ p["w"], yy, seq_lengths=sl)
+
+        value, g = jax.value_and_grad(loss)(p)
+        u, s = opt.update(g, s, p)
+        return (optax.apply_updates(p, u), s), value
+
+    k1, k2 = jax.random.split(jax.random.key(1))
+    gru_params = {"rnn": jaxrnn.init_gru(k1, I, H), "w": 0.1 * jax.random.normal(k2, (H, 1))}
+    state = (gru_params, opt.init(gru_params))
+    dp = data_parallel_step(gru_step_fn, mesh)
+    a, la = jax.jit(gru_step_fn)(state, ((x, lengths), y))
+    b, lb = dp(state, ((x, lengths), y))
+    np.testing.assert_allclose(lb, la, rtol=1e-5)
+    assert_trees_close(b[0], a[0])
+    hlo = dp.jitted.lower(state, ((x, lengths), y)).compile().as_text()
+    assert "all-reduce(" in hlo
+    assert not loop_bodies_with_all_reduce(hlo), loop_bodies_with_all_reduce(hlo)
+
     # The rule: too few rows per device run whole on every device (no split program).
     lstm = 4 * H * (I + H + 1)
     assert not split_pays(2 * MIN_ROWS_PER_DEVICE - 1, 2, steps=10**6, parameters=lstm)

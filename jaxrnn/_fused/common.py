@@ -44,8 +44,13 @@ class LoopOptions(NamedTuple):
     unroll: int | bool = 1
     matmul_dtype: Any = None  # e.g. "bfloat16": matmul inputs in this dtype, f32 accumulation
     # the LSTM's gradient is autodiff from this batch size on (the layers pass
-    # dispatch.default_autodiff_min_batch(); the default here: never)
+    # lstm.AUTODIFF_MIN_BATCH; the default here: never)
     autodiff_min_batch: int = sys.maxsize
+    # the step is split by XLA's SPMD partitioner (``_context.batch_partitioned``; the
+    # layers read it at each call): weight gradients are then formed once, after the
+    # backward loop, never per step or per chunk inside it, where the partitioner would
+    # all-reduce them at every iteration (see ``dispatch.partitioned``)
+    partitioned: bool = False
     # the time algorithm of a cell linear in its state (jaxrnn._time.linear.METHODS)
     method: str = "sequential"
     # chunk sizes (``chunk_steps``); None: the recurrence's own (for the SimpleRNN's and

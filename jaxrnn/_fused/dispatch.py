@@ -19,7 +19,6 @@ and ``segment(step_kwargs, params, carry, xs, mask, opts) -> (carry, ys)``.
 from __future__ import annotations
 
 import importlib
-import sys
 from types import ModuleType
 from typing import Any
 
@@ -28,21 +27,22 @@ import jax
 from .._cells.spec import CellSpec
 from .._context import is_batch_partitioned
 from .common import LoopOptions
-from .lstm import AUTODIFF_MIN_BATCH
 
 
-def default_autodiff_min_batch() -> int:
-    """The batch size from which the fused LSTM's gradient is autodiff.
+def partitioned() -> bool:
+    """Whether the layer call is traced for XLA's SPMD partitioning of the batch
+    (``_context.batch_partitioned``), read at each layer call (part of its plan).
 
-    ``AUTODIFF_MIN_BATCH``, except under XLA's SPMD partitioning of the batch
-    (``_context.batch_partitioned``): never. The autodiff pass accumulates its
-    weight gradients inside the loop, where the partitioner then all-reduces them
-    at every step (seen in the HLO: an all-reduce inside the backward while body),
-    which made a 2-device step 0.74-0.91x of one device; the hand-written pass
-    forms them after the loop, so one all-reduce remains. Read at each layer call
-    (part of its plan).
+    A backward pass that accumulates weight gradients inside a loop gets an
+    all-reduce per iteration from the partitioner (seen in the HLO: an all-reduce
+    inside the backward while body). With the LSTM's autodiff pass (accumulating
+    per step) a 2-device step ran at 0.74-0.91x of one device, and the GRU's
+    chunked backward pass all-reduced per chunk. So when partitioned, the LSTM
+    keeps its hand-written gradient at every batch size and the GRU's backward
+    pass runs as one chunk: their weight gradients are formed after the loop, and
+    one all-reduce remains.
     """
-    return sys.maxsize if is_batch_partitioned() else AUTODIFF_MIN_BATCH
+    return is_batch_partitioned()
 
 
 def fused_module(spec: CellSpec) -> ModuleType | None:

@@ -17,6 +17,7 @@ forward pass is one loop over all steps.
 from __future__ import annotations
 
 import functools
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -118,6 +119,8 @@ def _bwd(opts, saved, cotangents):
 
     zeros = (jnp.zeros_like(w), jnp.zeros_like(u), jnp.zeros_like(w[0]), jnp.zeros_like(u[0]))
     backward = opts._replace(reverse=not opts.reverse)  # chunks in the backward pass's order
+    if opts.partitioned:  # one chunk: the weight gradients all-reduced once (dispatch.partitioned)
+        backward = backward._replace(chunk_min_steps=sys.maxsize)
     (dh0, (dw, du, db, drb)), dxs = chunked(
         chunk,
         (dh_T, zeros),

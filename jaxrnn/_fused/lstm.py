@@ -217,10 +217,11 @@ def unsupported(step_kwargs: dict, where: str) -> str | None:
 
 def segment(step_kwargs: dict, params, carry: LSTMState, xs, mask, opts: LoopOptions):
     """``(LSTMState(h_T, c_T), ys)`` of ``lstm_step`` over time-major ``xs`` (T, B, I):
-    from ``opts.autodiff_min_batch`` sequences on, ``lstm_layer``'s autodiff gradient."""
+    from ``opts.autodiff_min_batch`` sequences on, ``lstm_layer``'s autodiff gradient
+    (not when ``opts.partitioned``: see ``dispatch.partitioned``)."""
     w, u = params.kernel, params.recurrent_kernel
     b = bias_or_zeros(params.bias, w)
-    if xs.shape[1] >= opts.autodiff_min_batch:
+    if xs.shape[1] >= opts.autodiff_min_batch and not opts.partitioned:
         ys, h, c = lstm_layer(xs, w, u, b, carry.h, carry.c, mask, opts)
         return LSTMState(h, c), ys
 
