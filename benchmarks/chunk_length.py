@@ -4,10 +4,11 @@
                                       [--reps N] [--cells lstm,rnn,gru] [--shapes B,T,I,H;...]
 
 The fused SimpleRNN and LSTM project their input one chunk at a time, and the
-fused GRU runs its backward pass one chunk at a time
+hand-written backward passes of the GRU and the LSTM run one chunk at a time
 (``jaxrnn._fused.common.chunked``): ``max(min_steps, floats // (B·G·H))`` steps per
 chunk, by default ``CHUNK_MIN_STEPS:CHUNK_FLOATS`` for the projection and
-``gru.BACKWARD_CHUNK`` for the GRU ('default' names a cell's own). This script calls
+``BACKWARD_CHUNK`` for the backward passes ('default'; a candidate ``min:floats``
+sets both). This script calls
 the layers (``run_layer``, as ``jaxrnn.lstm`` / ``jaxrnn.simple_rnn`` do, all outputs)
 with each candidate ``min_steps:floats`` and with chunks longer than any sequence ('none'),
 which is the unchunked path
@@ -33,13 +34,13 @@ import numpy as np
 import jaxrnn
 from jaxrnn._cells.spec import spec_named
 from jaxrnn._fused.common import (
+    BACKWARD_CHUNK,
     CHUNK_FLOATS,
     CHUNK_MIN_STEPS,
     DEFAULT_CHUNK,
     LoopOptions,
     chunk_steps,
 )
-from jaxrnn._fused.gru import BACKWARD_CHUNK
 from jaxrnn._layers import run_layer
 
 SHAPES = [  # (B, T, I, H)
@@ -98,7 +99,7 @@ def main(argv=None) -> int:
     names = ["none", *text]
     print(
         f"`python benchmarks/chunk_length.py`; Python {platform.python_version()}, "
-        f"jax {jax.__version__}; default {CHUNK_MIN_STEPS}:{CHUNK_FLOATS} (GRU backward "
+        f"jax {jax.__version__}; default {CHUNK_MIN_STEPS}:{CHUNK_FLOATS} (backward passes "
         f"{BACKWARD_CHUNK[0]}:{BACKWARD_CHUNK[1]}); ms = median of "
         f"{args.reps} calls, interleaved; ratio = chunked / unchunked ('none'); steps = "
         "steps per chunk."

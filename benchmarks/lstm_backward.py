@@ -7,8 +7,8 @@ out of the loop. For the gradient it has two options, timed here on the same
 training step (all outputs, sum of squares, gradient w.r.t. the parameters):
 
 - ``hand``: the hand-written backward pass (``jaxrnn/_fused/lstm.py: lstm_recurrence``),
-  which stores the gate gradients ``(T, B, 4H)`` and forms ``dU``, ``dW`` and
-  ``db`` after the loop;
+  which forms the gate gradients one chunk of steps at a time and ``dU``, ``dW``,
+  ``dx`` and ``db`` after each chunk's loop;
 - ``autodiff``: JAX's VJP of a loop that projects ``x_t W`` inside it
   (``lstm_layer``), which accumulates them step by step;
 

@@ -36,6 +36,29 @@ CHUNK_MIN_STEPS = 128
 CHUNK_FLOATS = 2**20
 DEFAULT_CHUNK = (CHUNK_MIN_STEPS, CHUNK_FLOATS)
 
+# Chunks of the hand-written backward passes (GRU, LSTM; ``backward_chunks``):
+# (min_steps, floats) for ``chunk_steps``, i.e. 2^18 / (B·G·H) steps with no minimum,
+# so a chunk's per-step gradient arrays take a few MiB of float32 (one step's, if
+# larger), formed and consumed in cache. For the GRU, besides bounding memory (at
+# (16, 1e5, 8, 64) the training step's scratch fell from 5,518 to 3,177 MiB; the
+# generic scan's is 4,736), small chunks made the training step faster: measured with
+# ``python benchmarks/chunk_length.py --cells gru`` (chunked / unchunked, 15-21 reps
+# interleaved, 2-core XLA:CPU; the forward pass is the same program):
+# - 0:2^18 (chosen): T = 1,000-20,000 0.74-0.91x; (64, 100, 128, 256) 0.86x,
+#   (32, 100, 32, 128), (64, 100, 512, 512), (128, 28, 28, 128) 0.96-1.00x;
+#   (16, 200, 16, 64) 1.08-1.10x (0.4 ms more: two chunks and a tail).
+# - 0:2^16: T >= 1,000 0.80-0.98x; (32, 100, 32, 128) 1.14x.
+# - 128:2^20 (the projection's sizing): T >= 1,000 0.92-1.38x (1.38x at (4, 4000, 8, 32),
+#   one chunk of 2,730 steps and a tail of 1,270).
+# For the LSTM (its backward pass took the same chunks after the GRU's; the projection's
+# gradients dW and dx are formed per chunk inside it), training step, chunked backward /
+# one backward pass per projection chunk, B < AUTODIFF_MIN_BATCH, 21 interleaved reps
+# (the layers' segment, old and new module side by side): (32, 100, 32, 128) 0.82,
+# (16, 200, 16, 64) 0.92, (16, 1000, 16, 64) 0.82, (32, 1000, 32, 128) 0.80,
+# (4, 4000, 8, 32) 0.73, (8, 20000, 8, 32) 0.83, (16, 100, 64, 512) 0.95, (10, 10, 1, 100)
+# 1.01; training scratch unchanged (3,566 MiB at (16, 1e5, 8, 64)).
+BACKWARD_CHUNK = (0, 2**18)
+
 
 class LoopOptions(NamedTuple):
     """Static (hashable) options of a fused recurrence."""
@@ -55,7 +78,7 @@ class LoopOptions(NamedTuple):
     method: str = "sequential"
     # chunk sizes (``chunk_steps``); None: the recurrence's own (for the SimpleRNN's and
     # LSTM's input projection CHUNK_MIN_STEPS / CHUNK_FLOATS, for the GRU's backward pass
-    # gru.BACKWARD_CHUNK)
+    # BACKWARD_CHUNK)
     chunk_min_steps: int | None = None
     chunk_floats: int | None = None
 
@@ -169,6 +192,21 @@ def chunked(
     if ys_tail is None:
         return carry, ys
     return carry, jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=0), ys, ys_tail)
+
+
+def backward_chunks(chunk, carry, seqs: tuple, width: int, opts: LoopOptions):
+    """A hand-written backward pass ``chunk(carry, *seqs) -> (carry, dxs)`` over chunks of
+    ``BACKWARD_CHUNK`` steps (or ``opts``' chunk sizes), in the backward pass's order.
+
+    ``seqs`` are the time-major residuals and cotangents, sliced without copies;
+    ``carry`` holds the carry gradient and the weight gradients that each chunk adds
+    to. When ``opts.partitioned``, one chunk: the partitioner would otherwise
+    all-reduce the weight gradients in every chunk (``dispatch.partitioned``).
+    """
+    backward = opts._replace(reverse=not opts.reverse)
+    if opts.partitioned:
+        backward = backward._replace(chunk_min_steps=sys.maxsize)
+    return chunked(chunk, carry, seqs, width, backward, copy=False, default=BACKWARD_CHUNK)
 
 
 def gates_unsupported(step_kwargs: dict, where: str) -> str | None:

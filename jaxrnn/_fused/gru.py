@@ -9,7 +9,7 @@ backwards carrying only ``dh``, emits the input-side and recurrent-side
 pre-activation gradients per step, and forms ``dU`` and the recurrent-bias
 gradient as one matmul / sum over a chunk's ``steps·B`` rows after the chunk's
 loop, and likewise ``dW``, the input bias gradient and ``dxs``. The chunks
-(``common.chunked``, ``BACKWARD_CHUNK``) bound what the backward pass holds
+(``common.backward_chunks``) bound what the backward pass holds
 besides the residuals to one chunk's gradients, not ``(T, B, 3H)`` twice; the
 forward pass is one loop over all steps.
 """
@@ -17,36 +17,20 @@ forward pass is one loop over all steps.
 from __future__ import annotations
 
 import functools
-import sys
 
 import jax
 import jax.numpy as jnp
 
 from .common import (
     LoopOptions,
+    backward_chunks,
     bias_or_zeros,
     cast,
-    chunked,
     gates_unsupported,
     matmul,
     previous,
     sum_outer,
 )
-
-# The backward pass's chunks: (min_steps, floats) for ``common.chunk_steps``, i.e.
-# 2^18 / (B·3H) steps with no minimum, so a chunk's two (steps, B, 3H) gradient arrays
-# take at most 2 MiB of float32 (one step's, if larger). Besides bounding memory (at
-# (16, 1e5, 8, 64) the training step's scratch fell from 5,518 to 3,177 MiB; the
-# generic scan's is 4,736), small chunks made the training step faster: measured with
-# ``python benchmarks/chunk_length.py --cells gru`` (chunked / unchunked, 15-21 reps
-# interleaved, 2-core XLA:CPU; the forward pass is the same program):
-# - 0:2^18 (chosen): T = 1,000-20,000 0.74-0.91x; (64, 100, 128, 256) 0.86x,
-#   (32, 100, 32, 128), (64, 100, 512, 512), (128, 28, 28, 128) 0.96-1.00x;
-#   (16, 200, 16, 64) 1.08-1.10x (0.4 ms more: two chunks and a tail).
-# - 0:2^16: T >= 1,000 0.80-0.98x; (32, 100, 32, 128) 1.14x.
-# - 128:2^20 (the projection's sizing): T >= 1,000 0.92-1.38x (1.38x at (4, 4000, 8, 32),
-#   one chunk of 2,730 steps and a tail of 1,270).
-BACKWARD_CHUNK = (0, 2**18)
 
 
 def _forward(xs, w, u, b, rb, h0, mask, opts: LoopOptions, save: bool):
@@ -118,17 +102,8 @@ def _bwd(opts, saved, cotangents):
         return (dh, (dw, du, db, drb)), matmul(dax, w_t, opts, dax.dtype)  # dxs (steps, B, I)
 
     zeros = (jnp.zeros_like(w), jnp.zeros_like(u), jnp.zeros_like(w[0]), jnp.zeros_like(u[0]))
-    backward = opts._replace(reverse=not opts.reverse)  # chunks in the backward pass's order
-    if opts.partitioned:  # one chunk: the weight gradients all-reduced once (dispatch.partitioned)
-        backward = backward._replace(chunk_min_steps=sys.maxsize)
-    (dh0, (dw, du, db, drb)), dxs = chunked(
-        chunk,
-        (dh_T, zeros),
-        (xs, dys, mask, res),
-        w.shape[-1],
-        backward,
-        copy=False,
-        default=BACKWARD_CHUNK,
+    (dh0, (dw, du, db, drb)), dxs = backward_chunks(
+        chunk, (dh_T, zeros), (xs, dys, mask, res), w.shape[-1], opts
     )
     return dxs, dw, du, db, drb, dh0, None
 

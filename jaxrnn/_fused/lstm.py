@@ -1,22 +1,22 @@
 """The fast LSTM recurrence: hoisted input projection and a hand-written backward pass.
 
-``lstm_recurrence(xw, U, b, h0, c0, mask, opts)`` runs the loop part of an
-LSTM over a time-major, already projected input ``xw = x W``; the bias is added
-inside the loop, where it fuses into the gate arithmetic (adding it to the
-hoisted ``(T, B, 4H)`` array instead measured 1.5x slower on XLA:CPU). Its custom VJP
-scans backwards carrying only ``(dh, dc)``, emits the gate pre-activation
-gradients ``da`` per step, and forms ``dU`` as one matmul over all ``T·B`` rows
-after the loop and ``db`` as one sum; ``dW`` and ``dx`` come from differentiating
-the hoisted projection, also one matmul each. Only the default activations (sigmoid gates,
-tanh cell) take this path. ``segment`` runs it once per chunk of steps, projecting
-that chunk's input (``common.chunked``): the projection then takes
-``(chunk, B, 4H)`` floats (at most ``CHUNK_FLOATS``) instead of ``(T, B, 4H)``,
-inference included.
+``lstm_recurrence(xs, W, U, b, h0, c0, mask, opts)`` projects a time-major input
+``xs`` in one matmul, ``xw = x W`` ``(T, B, 4H)``, and runs the loop over it; the
+bias is added inside the loop, where it fuses into the gate arithmetic (adding
+it to the hoisted array instead measured 1.5x slower on XLA:CPU). Its custom VJP
+scans backwards carrying only ``(dh, dc)`` and emits the gate pre-activation
+gradients ``da`` per step, one chunk of steps at a time
+(``common.backward_chunks``); after each chunk's loop, ``dU``, ``dW`` and ``dx``
+are one matmul each over that chunk's rows and ``db`` one sum, while the chunk's
+gradients are in cache. Only the default activations (sigmoid gates, tanh cell)
+take this path. ``segment`` runs it once per chunk of steps of the input
+(``common.chunked``): the projection then takes ``(chunk, B, 4H)`` floats (at
+most ``CHUNK_FLOATS``) instead of ``(T, B, 4H)``, inference included.
 
-``lstm_layer(xs, W, U, ...)`` is what the layers call: the same forward pass,
-and from ``AUTODIFF_MIN_BATCH`` sequences on a different gradient, JAX's VJP of
-a loop that projects ``x_t W`` inside it, which accumulates the weight
-gradients step by step and measured faster at those batch sizes.
+``lstm_layer(xs, W, U, ...)`` is what the layers call from ``AUTODIFF_MIN_BATCH``
+sequences on: the same forward pass and a different gradient, JAX's VJP of a
+loop that projects ``x_t W`` inside it, which accumulates the weight gradients
+step by step and measured faster at those batch sizes.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from .._cells.lstm import LSTMState
 from .common import (
     LoopOptions,
+    backward_chunks,
     bias_or_zeros,
     cast,
     chunked,
@@ -83,26 +84,28 @@ def _forward(xw, u, b, h0, c0, mask, opts: LoopOptions, save: bool):
     return ys, h, c, (hs, saved)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
-def lstm_recurrence(xw, u, b, h0, c0, mask, opts: LoopOptions):
-    """``(ys, h_T, c_T)``; ``xw`` (T, B, 4H), ``b`` (4H,), ``mask`` (T, B, 1) bool or None."""
-    ys, h, c, _ = _forward(xw, u, b, h0, c0, mask, opts, save=False)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7,))
+def lstm_recurrence(xs, w, u, b, h0, c0, mask, opts: LoopOptions):
+    """``(ys, h_T, c_T)``; ``xs`` (T, B, I) projected in one matmul to ``(T, B, 4H)``
+    before the loop, ``b`` (4H,), ``mask`` (T, B, 1) bool or None."""
+    ys, h, c, _ = _forward(project(xs, w, opts), u, b, h0, c0, mask, opts, save=False)
     return ys, h, c
 
 
-def _fwd(xw, u, b, h0, c0, mask, opts):
+def _fwd(xs, w, u, b, h0, c0, mask, opts):
+    xw = project(xs, w, opts)
     ys, h, c, (hs, (cs, gates)) = _forward(xw, u, b, h0, c0, mask, opts, save=True)
     h_prev = previous(hs, h0, opts.reverse)  # (T, B, H): the carries each step read
     c_prev = previous(cs, c0, opts.reverse)
-    return (ys, h, c), (u, mask, (h_prev, c_prev, gates))
+    return (ys, h, c), (xs, w, u, mask, (h_prev, c_prev, gates))
 
 
 def _bwd(opts, saved, cotangents):
-    u, mask, res = saved
+    xs, w, u, mask, res = saved
     dys, dh_T, dc_T = cotangents
-    u_t = cast(u.T, opts)
+    u_t, w_t = cast(u.T, opts), cast(w.T, opts)
 
-    def body(carry, inp):
+    def step(carry, inp):
         dh, dc = carry
         dy, m, (c_prev, gates) = inp
         i, f, g, o = jnp.split(gates, 4, axis=-1)
@@ -127,15 +130,20 @@ def _bwd(opts, saved, cotangents):
             dc_prev = dc_prev + jnp.where(m, 0, dc)
         return (dh_prev, dc_prev), da
 
-    h_prev, c_prev, gates = res
-    (dh0, dc0), das = jax.lax.scan(
-        body,
-        (dh_T, dc_T),
-        (dys, mask, (c_prev, gates)),
-        reverse=not opts.reverse,
-        unroll=opts.unroll,
+    def chunk(carry, xs, dys, mask, res):  # one chunk's steps, last to first
+        dhc, (dw, du, db) = carry
+        h_prev, c_prev, gates = res
+        dhc, da = jax.lax.scan(
+            step, dhc, (dys, mask, (c_prev, gates)), reverse=not opts.reverse, unroll=opts.unroll
+        )
+        dw, du = dw + sum_outer(xs, da, opts), du + sum_outer(h_prev, da, opts)
+        return (dhc, (dw, du, db + da.sum(axis=(0, 1)))), matmul(da, w_t, opts, da.dtype)
+
+    zeros = (jnp.zeros_like(w), jnp.zeros_like(u), jnp.zeros_like(w[0]))
+    ((dh0, dc0), (dw, du, db)), dxs = backward_chunks(
+        chunk, ((dh_T, dc_T), zeros), (xs, dys, mask, res), w.shape[-1], opts
     )
-    return das, sum_outer(h_prev, das, opts), das.sum(axis=(0, 1)), dh0, dc0, None
+    return dxs, dw, du, db, dh0, dc0, None
 
 
 lstm_recurrence.defvjp(_fwd, _bwd)
@@ -146,6 +154,10 @@ lstm_recurrence.defvjp(_fwd, _bwd)
 # a 2-core XLA:CPU (``python benchmarks/lstm_backward.py``), (B, T, I, H):
 # (64, 28, 28, 128) 0.90, (64, 100, 128, 256) 0.93, (128, 28, 28, 128) 0.81,
 # (256, 28, 28, 64) 0.77; but (32, 100, 32, 128) 1.15 and (16, 200, 8, 64) 1.01.
+# Re-measured with the chunked hand-written pass (same script, 15 reps, busy machine):
+# (64, 28, 28, 128) 0.90, (128, 28, 28, 128) 0.92, (256, 28, 28, 64) 0.89; (64, 100, 128,
+# 256) 1.04, (128, 100, 32, 64) 1.08; (32, 100, 32, 128) 1.37, (16, 200, 8, 64) 1.12.
+# Within noise of the switch either way at T = 100 and B >= 64, so it stays.
 AUTODIFF_MIN_BATCH = 64
 
 
@@ -189,7 +201,7 @@ def lstm_layer(xs, w, u, b, h0, c0, mask, opts: LoopOptions):
 
     def run(carry, xs, mask):
         h, c = carry
-        ys, h, c = lstm_recurrence(project(xs, w, opts), u, b, h, c, mask, opts)
+        ys, h, c = lstm_recurrence(xs, w, u, b, h, c, mask, opts)
         return (h, c), ys
 
     (h, c), ys = chunked(run, (h0, c0), (xs, mask), u.shape[-1], opts)
@@ -226,7 +238,7 @@ def segment(step_kwargs: dict, params, carry: LSTMState, xs, mask, opts: LoopOpt
         return LSTMState(h, c), ys
 
     def run(carry, xs, mask):  # one chunk: its projection (chunk, B, 4H), then its loop
-        ys, h, c = lstm_recurrence(project(xs, w, opts), u, b, carry.h, carry.c, mask, opts)
+        ys, h, c = lstm_recurrence(xs, w, u, b, carry.h, carry.c, mask, opts)
         return LSTMState(h, c), ys
 
     return chunked(run, carry, (xs, mask), u.shape[-1], opts)
