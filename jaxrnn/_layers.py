@@ -105,8 +105,8 @@ def run_layer(
     ones take their defaults). ``autodiff_min_batch`` is the batch size from which
     the fused LSTM's gradient is autodiff (not under XLA's batch partitioning, which
     ``dispatch.partitioned()`` reads at each call); ``chunk_min_steps`` and ``chunk_floats`` size the chunks of
-    the fused SimpleRNN's and LSTM's input projection and of the fused GRU's backward
-    pass (``_fused.common.chunk_steps``; None: each recurrence's measured default).
+    the fused SimpleRNN's and LSTM's input projection and of the fused GRU's and LSTM's
+    backward passes (``_fused.common.chunk_steps``; None: each recurrence's measured default).
     These are internal, for tests and benchmarks, not layer options.
     """
     where = spec.layer

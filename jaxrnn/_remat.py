@@ -15,9 +15,9 @@ What the backward pass keeps, per sequence and step (H = hidden size):
   LSTM keeps JAX's residuals of a loop projecting inside it, about as many). The
   input projection is not kept: it is computed chunk by chunk
   (``_fused.common.chunked``), and the weight gradient needs only ``x`` and the
-  gate gradients, which the backward pass forms one chunk at a time (the GRU's
-  too: ``_fused.gru.BACKWARD_CHUNK``). On the generic scan (``impl="scan"``):
-  JAX's residuals of the step.
+  gate gradients, which the hand-written backward passes (LSTM, GRU) form one
+  chunk of steps at a time (``_fused.common.BACKWARD_CHUNK``). On the generic
+  scan (``impl="scan"``): JAX's residuals of the step.
 - ``"step"``: the carry of every step (LSTM ``h, c``: 2·H; SimpleRNN, GRU: H); the
   gates are recomputed step by step in the backward pass (generic scan).
 - ``"sqrt"``: the carries at the ~√T chunk boundaries; while the backward pass
