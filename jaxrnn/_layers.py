@@ -410,8 +410,8 @@ def lstm(
         go_backwards: process the sequence from its end; outputs come in processing
             order (as Keras). With lengths or a mask, padded steps are skipped.
         seq_lengths: integer ``(B,)`` lengths of right-padded sequences.
-        mask: boolean ``(B, T)`` validity mask (Keras' ``mask``). A masked step
-            leaves the state unchanged and outputs zeros.
+        mask: boolean ``(B, T)`` validity mask (Keras' ``mask``); ``(T, B)`` with ``time_major``.
+            A masked step leaves the state unchanged and outputs zeros.
         time_major: input and output sequences are ``(T, B, ...)``.
         unroll: scan steps per loop iteration (int >= 1, or True for all).
         dropout: Keras' variational dropout rate on the inputs.

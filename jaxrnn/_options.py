@@ -160,7 +160,11 @@ LAYER_OPTIONS: tuple[Option, ...] = (
         static=True,
     ),
     Option("seq_lengths", None, "integer ``(B,)`` lengths of right-padded sequences."),
-    Option("mask", None, "boolean ``(B, T)`` validity mask (Keras' ``mask``)."),
+    Option(
+        "mask",
+        None,
+        "boolean ``(B, T)`` validity mask (Keras' ``mask``); ``(T, B)`` with ``time_major``.",
+    ),
     Option(
         "time_major",
         False,

@@ -71,6 +71,25 @@ def test_time_major_and_jit(name):
     np.testing.assert_allclose(a, c, atol=1e-6)
 
 
+@pytest.mark.parametrize("impl", ["auto", "scan"])
+@pytest.mark.parametrize("name", LAYERS)
+def test_time_major_mask_is_time_major(name, impl):
+    """With ``time_major=True`` the mask is ``(T, B)``, like ``x``; B == T here, so a
+    mask read in the other layout would run without an error and give other numbers."""
+    layer, cell, _ = LAYERS[name]
+    p, _, _ = make(cell)
+    x = jax.random.normal(jax.random.key(0), (4, 4, 3))  # B == T
+    mask = jnp.array([[1, 1, 0, 1], [1, 0, 0, 0], [0, 1, 1, 1], [1, 1, 1, 1]], bool)  # (B, T)
+    kw = dict(return_sequences=True, return_state=True, impl=impl)
+    want = layer(p, x, mask=mask, **kw)
+    got = layer(p, jnp.swapaxes(x, 0, 1), mask=mask.T, time_major=True, **kw)
+    np.testing.assert_allclose(want[0], jnp.swapaxes(got[0], 0, 1), atol=1e-6)
+    for a, b in zip(jax.tree.leaves(want[1]), jax.tree.leaves(got[1]), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    wrong = layer(p, jnp.swapaxes(x, 0, 1), mask=mask, time_major=True, **kw)[0]
+    assert not np.allclose(want[0], jnp.swapaxes(wrong, 0, 1), atol=1e-3)
+
+
 @pytest.mark.parametrize("shape,units", [((2, 1, 3), 2), ((1, 4, 2), 3), ((32, 10, 100), 128)])
 def test_tutorial_shapes(shape, units):
     x = jnp.ones(shape)
