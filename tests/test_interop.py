@@ -118,7 +118,9 @@ def test_keras_list_round_trip(kind):
         BidirectionalParams(rand_params(kind, rng), rand_params(kind, rng)),
     ):
         w = to_keras(p)
-        identical(from_keras(w).params, p)
+        # a GRU list without bias cannot tell its variant: it is given (Keras' default here)
+        ra = {"reset_after": True} if kind == "gru" and len(w) == 2 else {}
+        identical(from_keras(w, **ra).params, p)
     if kind == "gru":
         p = rand_params("gru", rng, reset_after=False)
         w = to_keras(p)
@@ -126,6 +128,34 @@ def test_keras_list_round_trip(kind):
         conv = from_keras(w)
         identical(conv.params, p)
         assert conv.layer_kwargs == {"reset_after": False}
+
+
+def test_keras_gru_list_without_bias_needs_reset_after():
+    """The two GRU variants have the same kernel shapes; without a bias nothing tells
+    them apart, and they compute different values: refused unless ``reset_after`` says."""
+    keras = pytest.importorskip("keras")
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
+    for reset_after in (True, False):
+        layer = keras.layers.GRU(4, use_bias=False, reset_after=reset_after, return_sequences=True)
+        want = np.asarray(layer(x))
+        w = layer.get_weights()
+        with pytest.raises(ValueError, match=r"without bias.*Pass reset_after="):
+            from_keras(w)
+        conv = from_keras(w, reset_after=reset_after)
+        assert conv.layer_kwargs == {"reset_after": reset_after}
+        np.testing.assert_allclose(conv(x, return_sequences=True), want, atol=1e-6)
+        other = from_keras(w, reset_after=not reset_after)  # what a guess would have given
+        assert not np.allclose(other(x, return_sequences=True), want, atol=1e-3)
+        np.testing.assert_allclose(from_keras(layer)(x), want, atol=1e-6)  # keeps its options
+        with pytest.raises(ValueError, match=f"reset_after={not reset_after} but the layer"):
+            from_keras(layer, reset_after=not reset_after)
+        bi = from_keras(w + w, reset_after=reset_after)  # a Bidirectional list
+        assert bi.layer_kwargs == {"reset_after": reset_after}
+    rng = np.random.default_rng(3)
+    with pytest.raises(ValueError, match=r"reset_after=False but the GRU bias has the shape"):
+        from_keras(to_keras(rand_params("gru", rng)), reset_after=False)
+    with pytest.raises(ValueError, match="reset_after is a GRU option; these weights are a lstm"):
+        from_keras(to_keras(rand_params("lstm", rng)), reset_after=True)
 
 
 def test_torch_refusals():

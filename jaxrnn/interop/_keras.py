@@ -68,7 +68,29 @@ def _act(fn):
     return name if name in ACTIVATIONS else fn
 
 
-def from_keras(source: Any, kind: str | None = None) -> Converted:
+def _gru_variant(found: bool | None, reset_after: bool | None, where: str) -> bool:
+    """A GRU weights list's ``reset_after``: its bias shape tells it; without bias,
+    only the caller can (the two variants compute different values)."""
+    if found is None:
+        if reset_after is None:
+            raise ValueError(
+                f"{where}: a GRU weights list without bias (use_bias=False) does not tell "
+                "reset_after=True from reset_after=False, and the two compute different "
+                "values. Pass reset_after= as the Keras layer was built (True is Keras' "
+                "default), or convert the live layer: from_keras(layer)."
+            )
+        return bool(reset_after)
+    if reset_after is not None and bool(reset_after) != found:
+        raise ValueError(
+            f"{where}: reset_after={reset_after} but the GRU bias has the shape of "
+            f"reset_after={found}: (2, 3H) for True, (3H,) for False."
+        )
+    return found
+
+
+def from_keras(
+    source: Any, kind: str | None = None, *, reset_after: bool | None = None
+) -> Converted:
     """jaxrnn parameters from a Keras 3 recurrent layer or its ``get_weights()`` list.
 
     Keras already uses jaxrnn's layout, so arrays are taken as they are::
@@ -84,13 +106,15 @@ def from_keras(source: Any, kind: str | None = None) -> Converted:
         source: a ``get_weights()`` list (2-3 arrays, or 4/6 for a ``Bidirectional``)
             or a live ``SimpleRNN``/``LSTM``/``GRU``/``Bidirectional`` layer (built).
         kind: optional check, ``"rnn"``, ``"lstm"`` or ``"gru"``; inferred from shapes.
+        reset_after: the GRU variant of a weights list without bias, which its
+            shapes cannot tell (required there); elsewhere an optional check
+            against the bias shape or the live layer.
 
     Returns:
         ``Converted(params, layer, layer_kwargs)``: ``params`` is one NamedTuple or a
         ``BidirectionalParams``; ``layer`` is ``jaxrnn.simple_rnn``/``lstm``/``gru``
         (or ``jaxrnn.bidirectional`` over it). ``layer_kwargs`` holds
-        ``reset_after`` for a GRU (True, Keras' default, for a list without bias)
-        and, for a live layer, its ``activation``,
+        ``reset_after`` for a GRU and, for a live layer, its ``activation``,
         ``recurrent_activation``, ``return_sequences``, ``return_state``,
         ``go_backwards``, ``merge_mode``, ``dropout`` and ``recurrent_dropout``
         (a weights list records no dropout). With a non-zero rate, ``conv(x)`` is
@@ -101,9 +125,10 @@ def from_keras(source: Any, kind: str | None = None) -> Converted:
         64-bit mode is off (they would silently become float32).
 
     Raises:
-        ValueError: a list that is not 2, 3, 4 or 6 arrays of recurrent shapes, or
-            a ``kind`` that contradicts the shapes. TypeError: another layer type;
-            float64 weights while JAX's 64-bit mode is off.
+        ValueError: a list that is not 2, 3, 4 or 6 arrays of recurrent shapes, a
+            ``kind`` or ``reset_after`` that contradicts the shapes or the layer, or
+            a GRU list without bias and without ``reset_after``. TypeError: another
+            layer type; float64 weights while JAX's 64-bit mode is off.
 
     Examples:
         >>> import numpy as np, jaxrnn
@@ -123,8 +148,8 @@ def from_keras(source: Any, kind: str | None = None) -> Converted:
         layer = source
         name = type(layer).__name__
         if name == "Bidirectional":
-            fw = from_keras(layer.forward_layer, kind)
-            bw = from_keras(layer.backward_layer, kind)
+            fw = from_keras(layer.forward_layer, kind, reset_after=reset_after)
+            bw = from_keras(layer.backward_layer, kind, reset_after=reset_after)
             kw = {k: v for k, v in fw.layer_kwargs.items() if k != "go_backwards"}
             kw["merge_mode"] = layer.merge_mode
             params = BidirectionalParams(fw.params, bw.params)
@@ -146,6 +171,13 @@ def from_keras(source: Any, kind: str | None = None) -> Converted:
             kw["recurrent_activation"] = _act(layer.recurrent_activation)
         if lkind == "gru":
             kw["reset_after"] = bool(layer.reset_after)
+            if reset_after is not None and bool(reset_after) != kw["reset_after"]:
+                raise ValueError(
+                    f"{where}: reset_after={reset_after} but the layer has "
+                    f"reset_after={kw['reset_after']}."
+                )
+        elif reset_after is not None:
+            raise ValueError(f"{where}: reset_after is a GRU option; the layer is a {name}.")
         kw.update(
             return_sequences=bool(layer.return_sequences),
             return_state=bool(layer.return_state),
@@ -163,14 +195,21 @@ def from_keras(source: Any, kind: str | None = None) -> Converted:
             raise ValueError(f"{where}: the two halves of the Bidirectional list differ in kind.")
         params: Any = BidirectionalParams(fw, bw)
         k = kind_of(fw, where)
-        kw = {} if ra is None else {"reset_after": ra}
-        if k == "gru" and ra is None:
-            kw = {"reset_after": True}
-        return Converted(params, functools.partial(bidirectional, layer_of(k)), kw)
+        return Converted(
+            params, functools.partial(bidirectional, layer_of(k)), _list_kwargs(k, ra, reset_after)
+        )
     params, ra = _params_from_list(w, kind, where)
     k = kind_of(params, where)
-    kw = {"reset_after": True if ra is None else ra} if k == "gru" else {}
-    return Converted(params, layer_of(k), kw)
+    return Converted(params, layer_of(k), _list_kwargs(k, ra, reset_after))
+
+
+def _list_kwargs(kind: str, found: bool | None, reset_after: bool | None) -> dict:
+    """The layer keywords of a weights list: ``reset_after`` for a GRU."""
+    if kind == "gru":
+        return {"reset_after": _gru_variant(found, reset_after, "from_keras")}
+    if reset_after is not None:
+        raise ValueError(f"from_keras: reset_after is a GRU option; these weights are a {kind}.")
+    return {}
 
 
 def _to_keras_one(p, reset_after, where):
