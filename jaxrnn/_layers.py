@@ -414,6 +414,8 @@ def lstm(
             A masked step leaves the state unchanged and outputs zeros.
         time_major: input and output sequences are ``(T, B, ...)``.
         unroll: scan steps per loop iteration (int >= 1, or True for all).
+            ``True`` unrolls the backward loop too: compile time grows with T, so keep
+            it for short sequences, as in Keras.
         dropout: Keras' variational dropout rate on the inputs.
         recurrent_dropout: Keras' variational dropout rate on the recurrent state.
             Both rates act in training only.
