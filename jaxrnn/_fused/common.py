@@ -53,10 +53,11 @@ DEFAULT_CHUNK = (CHUNK_MIN_STEPS, CHUNK_FLOATS)
 # For the LSTM (its backward pass took the same chunks after the GRU's; the projection's
 # gradients dW and dx are formed per chunk inside it), training step, chunked backward /
 # one backward pass per projection chunk, B < AUTODIFF_MIN_BATCH, 21 interleaved reps
-# (the layers' segment, old and new module side by side): (32, 100, 32, 128) 0.82,
-# (16, 200, 16, 64) 0.92, (16, 1000, 16, 64) 0.82, (32, 1000, 32, 128) 0.80,
-# (4, 4000, 8, 32) 0.73, (8, 20000, 8, 32) 0.83, (16, 100, 64, 512) 0.95, (10, 10, 1, 100)
-# 1.01; training scratch unchanged (3,566 MiB at (16, 1e5, 8, 64)).
+# (the layers' segment, old and new module side by side), quiet machine:
+# (32, 100, 32, 128) 0.99, (16, 200, 16, 64) 0.94, (16, 1000, 16, 64) 0.93,
+# (32, 1000, 32, 128) 0.84, (4, 4000, 8, 32) 0.75, (8, 20000, 8, 32) 0.89,
+# (16, 100, 64, 512) 0.96, (10, 10, 1, 100) 0.97 (on a loaded machine 0.73-0.95);
+# training scratch unchanged (3,566 MiB at (16, 1e5, 8, 64)).
 BACKWARD_CHUNK = (0, 2**18)
 
 
