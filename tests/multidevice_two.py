@@ -46,6 +46,31 @@ def assert_trees_close(a, b, rtol=1e-4, atol=2e-6):
     jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=rtol, atol=atol), a, b)
 
 
+def sgd_step(loss, opt):
+    """A plain training step ``(state, batch) -> (state, loss)`` of ``loss(p, *batch)``."""
+
+    def step_fn(state, batch):
+        p, s = state
+        value, g = jax.value_and_grad(loss)(p, *batch)
+        u, s = opt.update(g, s, p)
+        return (optax.apply_updates(p, u), s), value
+
+    return step_fn
+
+
+def assert_partitioned_equals_one_device(step_fn, mesh, state, batch):
+    """``data_parallel_step`` (XLA's partitioning) gives one device's loss and state, and
+    its compiled program all-reduces, but never inside a loop body."""
+    dp = data_parallel_step(step_fn, mesh)
+    a, la = jax.jit(step_fn)(state, batch)
+    b, lb = dp(state, batch)
+    np.testing.assert_allclose(lb, la, rtol=1e-5)
+    assert_trees_close(b[0], a[0])
+    hlo = dp.jitted.lower(state, batch).compile().as_text()
+    assert "all-reduce(" in hlo
+    assert not loop_bodies_with_all_reduce(hlo), loop_bodies_with_all_reduce(hlo)
+
+
 def main():
     assert jax.device_count() == 2, jax.devices()
     mesh = data_mesh()
@@ -94,48 +119,21 @@ def main():
     x64, y64 = np.concatenate([x, x]), np.concatenate([y, y])
     l64 = np.concatenate([lengths, lengths])
 
-    def step_fn(state, batch):
-        p, s = state
-        xl, yy = batch
-        loss, g = jax.value_and_grad(loss_fn)(p, xl, yy, None)
-        u, s = opt.update(g, s, p)
-        return (optax.apply_updates(p, u), s), loss
-
-    dp = data_parallel_step(step_fn, mesh)
+    lstm_loss = functools.partial(loss_fn, key=None)
     state = (params, opt.init(params))
-    a, la = jax.jit(step_fn)(state, ((x64, l64), y64))
-    b, lb = dp(state, ((x64, l64), y64))
-    np.testing.assert_allclose(lb, la, rtol=1e-5)
-    assert_trees_close(b[0], a[0])
-    hlo = dp.jitted.lower(state, ((x64, l64), y64)).compile().as_text()
-    assert "all-reduce(" in hlo
-    assert not loop_bodies_with_all_reduce(hlo), loop_bodies_with_all_reduce(hlo)
+    assert_partitioned_equals_one_device(sgd_step(lstm_loss, opt), mesh, state, ((x64, l64), y64))
 
     # The same for a GRU, whose backward pass on one device runs in chunks of steps
     # (2^18 / (16 * 192) = 85 here): partitioned, it forms its weight gradients once.
-    def gru_step_fn(state, batch):
-        p, s = state
-        (xx, sl), yy = batch
-
-        def loss(p):
-            h = jaxrnn.gru(p["rnn"], xx, seq_lengths=sl, return_sequences=True)
-            return jaxrnn.losses.mse(h @ p["w"], yy, seq_lengths=sl)
-
-        value, g = jax.value_and_grad(loss)(p)
-        u, s = opt.update(g, s, p)
-        return (optax.apply_updates(p, u), s), value
+    def gru_loss(p, xl, yy):
+        xx, sl = xl
+        h = jaxrnn.gru(p["rnn"], xx, seq_lengths=sl, return_sequences=True)
+        return jaxrnn.losses.mse(h @ p["w"], yy, seq_lengths=sl)
 
     k1, k2 = jax.random.split(jax.random.key(1))
     gru_params = {"rnn": jaxrnn.init_gru(k1, I, H), "w": 0.1 * jax.random.normal(k2, (H, 1))}
     state = (gru_params, opt.init(gru_params))
-    dp = data_parallel_step(gru_step_fn, mesh)
-    a, la = jax.jit(gru_step_fn)(state, ((x, lengths), y))
-    b, lb = dp(state, ((x, lengths), y))
-    np.testing.assert_allclose(lb, la, rtol=1e-5)
-    assert_trees_close(b[0], a[0])
-    hlo = dp.jitted.lower(state, ((x, lengths), y)).compile().as_text()
-    assert "all-reduce(" in hlo
-    assert not loop_bodies_with_all_reduce(hlo), loop_bodies_with_all_reduce(hlo)
+    assert_partitioned_equals_one_device(sgd_step(gru_loss, opt), mesh, state, ((x, lengths), y))
 
     # The rule: too few rows per device run whole on every device (no split program).
     lstm = 4 * H * (I + H + 1)

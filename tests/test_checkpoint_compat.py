@@ -22,43 +22,17 @@ import jaxrnn.linen
 import jaxrnn.nnx
 from jaxrnn.checkpoint import restore
 from jaxrnn.train import TrainState, make_train_step
+from tests.data import make_checkpoint_682c28f as writer
 
 PATH = Path(__file__).parent / "data" / "checkpoint_682c28f.ckpt"
-B, T, I, H = 3, 6, 4, 5
-X = jnp.asarray(np.random.default_rng(0).standard_normal((B, T, I)), jnp.float32)
-Y = jnp.asarray(np.random.default_rng(1).standard_normal((B, 1)), jnp.float32)
+# the writer's shapes, inputs, model and loss: the same code computes with today's jaxrnn
+B, T, I, H, X, Y = writer.B, writer.T, writer.I, writer.H, writer.X, writer.Y
+model, loss_fn = writer.model, writer.loss_fn
 OPT = optax.adam(1e-2)
 
 
 def functional_params():  # the same structure as the writer's, other values
-    k = jax.random.split(jax.random.key(7), 6)
-    return {
-        "rnn": jaxrnn.init_rnn(k[0], I, H),
-        "lstm": jaxrnn.init_lstm(k[1], I, H),
-        "gru": jaxrnn.init_gru(k[2], I, H),
-        "gru_v1": jaxrnn.init_gru(k[3], I, H, reset_after=False),
-        "bi": jaxrnn.BidirectionalParams(
-            jaxrnn.init_lstm(k[4], I, H), jaxrnn.init_lstm(k[5], I, H)
-        ),
-        "stack": [jaxrnn.init_gru(k[0], I, H), jaxrnn.init_rnn(k[1], H, H)],
-        "head": jnp.zeros((5 * H, 1)),
-    }
-
-
-def model(p, x):
-    feats = [
-        jaxrnn.simple_rnn(p["rnn"], x),
-        jaxrnn.lstm(p["lstm"], x),
-        jaxrnn.gru(p["gru"], x),
-        jaxrnn.gru(p["gru_v1"], x),
-        jaxrnn.stacked([jaxrnn.gru, jaxrnn.simple_rnn], p["stack"], x),
-    ]
-    return jnp.concatenate(feats, -1) @ p["head"]
-
-
-def loss_fn(p, x, y, key):
-    del key
-    return jnp.mean((model(p, x) - y) ** 2)
+    return writer.functional_params(seed=7, head=0.0)
 
 
 def close(actual, expected):

@@ -121,8 +121,15 @@ def test_chunk_steps_hold_chunk_floats_and_at_least_the_minimum():
     assert chunk_steps(3, 8, LoopOptions(chunk_min_steps=0, chunk_floats=0)) == 1
 
 
-@pytest.mark.parametrize("case", list(SEGMENT_CASES))
-@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize(
+    "kind,case",
+    [  # autodiff_min_batch applies to the LSTM only: for the others it repeats "mask"
+        (kind, case)
+        for kind in ("rnn", "lstm", "gru")
+        for case in SEGMENT_CASES
+        if case != "autodiff" or kind == "lstm"
+    ],
+)
 def test_many_small_chunks_equal_one_projection(kind, case):
     """Chunks of 4 steps over T = 0, 3, 4, 11 and 16: the unchunked path's values and gradients."""
     opts = dict(SEGMENT_CASES[case])

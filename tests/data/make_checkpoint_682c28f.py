@@ -34,8 +34,8 @@ X = jnp.asarray(np.random.default_rng(0).standard_normal((B, T, I)), jnp.float32
 Y = jnp.asarray(np.random.default_rng(1).standard_normal((B, 1)), jnp.float32)
 
 
-def functional_params():
-    k = jax.random.split(jax.random.key(0), 6)
+def functional_params(seed=0, head=1 / H):
+    k = jax.random.split(jax.random.key(seed), 6)
     return {
         "rnn": jaxrnn.init_rnn(k[0], I, H),
         "lstm": jaxrnn.init_lstm(k[1], I, H),
@@ -45,7 +45,7 @@ def functional_params():
             jaxrnn.init_lstm(k[4], I, H), jaxrnn.init_lstm(k[5], I, H)
         ),
         "stack": [jaxrnn.init_gru(k[0], I, H), jaxrnn.init_rnn(k[1], H, H)],
-        "head": jnp.ones((5 * H, 1)) / H,
+        "head": jnp.full((5 * H, 1), head, jnp.float32),
     }
 
 
