@@ -78,8 +78,8 @@ class LoopOptions(NamedTuple):
     # the time algorithm of a cell linear in its state (jaxrnn._time.linear.METHODS)
     method: str = "sequential"
     # chunk sizes (``chunk_steps``); None: the recurrence's own (for the SimpleRNN's and
-    # LSTM's input projection CHUNK_MIN_STEPS / CHUNK_FLOATS, for the GRU's backward pass
-    # BACKWARD_CHUNK)
+    # LSTM's input projection CHUNK_MIN_STEPS / CHUNK_FLOATS, for the hand-written backward
+    # passes of the LSTM and GRU BACKWARD_CHUNK)
     chunk_min_steps: int | None = None
     chunk_floats: int | None = None
 

@@ -6,9 +6,10 @@ at most ``common.CHUNK_FLOATS`` floats, so scratch memory does not grow with
 ``T·G·H``; see ``common.chunked``), keep only ``h U``, the bias and the gate
 arithmetic in the loop, and use hand-written backward passes (the LSTM from
 ``autodiff_min_batch`` sequences on: autodiff of an in-loop projection, see
-``lstm.py``). The fused GRU keeps ``x_t W`` in its loop and runs its hand-written
-backward pass one chunk of steps at a time (``gru.py``). It covers the default activations, lengths/masks, reverse, input
-dropout with a shared mask, any ``unroll``; everything else (custom activations,
+``lstm.py``). The fused GRU keeps ``x_t W`` in its loop. The hand-written backward
+passes (LSTM, GRU) run one chunk of steps at a time (``common.backward_chunks``).
+It covers the default activations, lengths/masks, reverse, input dropout with a
+shared mask, any ``unroll``; everything else (custom activations,
 recurrent dropout, the reset-before GRU) runs the generic scan of the step
 functions, which computes the same function.
 
@@ -38,9 +39,9 @@ def partitioned() -> bool:
     inside the backward while body). With the LSTM's autodiff pass (accumulating
     per step) a 2-device step ran at 0.74-0.91x of one device, and the GRU's
     chunked backward pass all-reduced per chunk. So when partitioned, the LSTM
-    keeps its hand-written gradient at every batch size and the GRU's backward
-    pass runs as one chunk: their weight gradients are formed after the loop, and
-    one all-reduce remains.
+    keeps its hand-written gradient at every batch size and the hand-written
+    backward passes (LSTM, GRU) run as one chunk: their weight gradients are
+    formed after the loop, and one all-reduce remains.
     """
     return is_batch_partitioned()
 
